@@ -1,0 +1,98 @@
+//! `submit_batch`: many jobs in one call, with one clock read, one capacity
+//! claim and one ring claim per run of unkeyed jobs.
+
+use crate::capacity::Refused;
+use crate::engine::{BatchReport, Shared};
+use crate::envelope::Envelope;
+use crate::error::SubmitError;
+use crate::job::Job;
+use std::collections::VecDeque;
+
+pub(crate) fn submit_batch<T: Send + 'static>(
+    shared: &Shared<T>,
+    jobs: impl IntoIterator<Item = Job<T>>,
+) -> BatchReport<T> {
+    let mut report = BatchReport {
+        accepted: 0,
+        duplicates: 0,
+        refused: Vec::new(),
+    };
+    let mut jobs = jobs.into_iter().peekable();
+    let now = shared.clock.now();
+    let n = shared.shards.len();
+    let home = crate::loom::home_index() % n;
+    let mut staged: VecDeque<Envelope<T>> = VecDeque::new();
+    while jobs.peek().is_some() {
+        let want = jobs.size_hint().0.max(1) as u64;
+        let granted = match shared.gate.try_acquire(want) {
+            Ok(g) => g,
+            Err(why) => {
+                for job in jobs {
+                    report.refused.push(match why {
+                        Refused::Full => SubmitError::Full(job),
+                        Refused::Closed => SubmitError::ShuttingDown(job),
+                    });
+                }
+                break;
+            }
+        };
+        // Every job taken below holds one unit of the `granted` capacity.
+        let mut used = 0;
+        while used < granted {
+            let Some(job) = jobs.next() else { break };
+            used += 1;
+            let env = Envelope::new(job, now);
+            if env.job.key.is_some() {
+                // Keep submit order: flush unkeyed jobs staged before it.
+                flush(shared, home, &mut staged, &mut report);
+                match shared.try_place(env) {
+                    Ok(()) => report.accepted += 1,
+                    Err(env) => {
+                        shared.gate.release(1);
+                        report.refused.push(SubmitError::Full(env.job));
+                    }
+                }
+            } else {
+                staged.push_back(env);
+            }
+        }
+        flush(shared, home, &mut staged, &mut report);
+        // A short iterator leaves units unused: give them back.
+        shared.gate.release(granted - used);
+    }
+    report
+}
+
+/// Pushes staged unkeyed envelopes (each holding a unit of capacity) into
+/// the rings from `home` on; whatever finds no room is refused as `Full`.
+fn flush<T: Send + 'static>(
+    shared: &Shared<T>,
+    home: usize,
+    staged: &mut VecDeque<Envelope<T>>,
+    report: &mut BatchReport<T>,
+) {
+    if staged.is_empty() {
+        return;
+    }
+    let n = shared.shards.len();
+    let total = staged.len();
+    shared.shards[home].count_accepted(total as u64);
+    for i in 0..n {
+        let s = (home + i) % n;
+        if shared.shards[s].ring.push_batch(staged) > 0 {
+            shared.idle.notify(s, false);
+        }
+        if staged.is_empty() {
+            break;
+        }
+    }
+    let refused = staged.len();
+    report.accepted += total - refused;
+    if refused > 0 {
+        shared.shards[home].uncount_accepted(refused as u64);
+        shared.gate.release(refused as u64);
+        report
+            .refused
+            .extend(staged.drain(..).map(|e| SubmitError::Full(e.job)));
+    }
+}

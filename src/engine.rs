@@ -1,0 +1,370 @@
+//! [`Engine`] and [`Submitter`]: the public handles, and the submit paths.
+//!
+//! `Engine` owns the workers; it is `Send + Sync`, so share it by reference
+//! or in an `Arc`. [`Engine::submitter`] hands out a cheap `Clone` handle
+//! that can only submit, for request handlers that should not be able to
+//! shut the engine down. Shutdown consumes the `Engine`, so no code can use
+//! an engine after shutting it down; a `Submitter` that outlives it gets
+//! [`SubmitError::ShuttingDown`] with its job back.
+
+use crate::builder::{Builder, Config, PinWarning};
+use crate::capacity::{Gate, Refused};
+use crate::clock::{Clock, Timestamp};
+use crate::envelope::Envelope;
+use crate::error::{BuildError, JobError, SubmitError, Submitted};
+use crate::idle::Idle;
+use crate::job::{Job, JobContext};
+use crate::loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use crate::loom::sync::{Arc, Mutex};
+use crate::loom::thread::{self, JoinHandle};
+use crate::shard::Shard;
+use crate::shutdown::{Counts, Shutdown};
+use crate::stats::WorkerStats;
+use crate::worker::Worker;
+use crossbeam_utils::CachePadded;
+use std::time::{Duration, Instant};
+
+/// State every thread may touch.
+pub(crate) struct Shared<T> {
+    pub(crate) shards: Box<[Shard<T>]>,
+    pub(crate) idle: Idle,
+    pub(crate) gate: Gate,
+    pub(crate) clock: Clock,
+    pub(crate) config: Config,
+    /// Set by shutdown: workers stop after their current job.
+    pub(crate) stop: AtomicBool,
+    pub(crate) stats: Box<[CachePadded<WorkerStats>]>,
+    pub(crate) returned: AtomicU64,
+    pub(crate) pin_warnings: Mutex<Vec<PinWarning>>,
+}
+
+impl<T: Send + 'static> Shared<T> {
+    /// The one non-blocking submit every public submit goes through.
+    pub(crate) fn try_submit(&self, job: Job<T>) -> Result<Submitted, SubmitError<T>> {
+        match self.gate.try_acquire(1) {
+            Ok(_) => {}
+            Err(Refused::Full) => return Err(SubmitError::Full(job)),
+            Err(Refused::Closed) => return Err(SubmitError::ShuttingDown(job)),
+        }
+        let env = Envelope::new(job, self.clock.now());
+        match self.try_place(env) {
+            Ok(()) => Ok(Submitted::Accepted),
+            Err(env) => {
+                // Capacity was held for it: give it back (after `place`
+                // undid its accepted count).
+                self.gate.release(1);
+                Err(SubmitError::Full(env.job))
+            }
+        }
+    }
+
+    /// Puts an envelope that holds one unit of capacity into a shard:
+    /// keyed and delayed jobs into their owner's inbox, others into the
+    /// producer's home ring, moving on to the next ring while one is full.
+    /// Counts it accepted, and wakes a worker if one sleeps.
+    pub(crate) fn try_place(&self, env: Envelope<T>) -> Result<(), Envelope<T>> {
+        let n = self.shards.len();
+        if let Some(key) = env.job.key {
+            let s = key.shard(n);
+            let shard = &self.shards[s];
+            shard.count_accepted(1);
+            return match shard.inbox.push(env) {
+                Ok(()) => {
+                    self.idle.notify(s, true);
+                    Ok(())
+                }
+                Err(env) => {
+                    shard.uncount_accepted(1);
+                    Err(env)
+                }
+            };
+        }
+        let home = home_shard(n);
+        self.shards[home].count_accepted(1);
+        let mut env = env;
+        for i in 0..n {
+            let s = (home + i) % n;
+            match self.shards[s].ring.push(env) {
+                Ok(()) => {
+                    self.idle.notify(s, false);
+                    return Ok(());
+                }
+                Err(back) => env = back,
+            }
+        }
+        self.shards[home].uncount_accepted(1);
+        Err(env)
+    }
+
+    /// Blocks (spin, then park on the gate) until the job is placed, refused
+    /// for shutdown, or `deadline` passes.
+    fn submit_until(
+        &self,
+        mut job: Job<T>,
+        deadline: Option<Instant>,
+    ) -> Result<Submitted, SubmitError<T>> {
+        let mut backoff = crate::idle::Backoff::default();
+        for _ in 0..16 {
+            match self.try_submit(job) {
+                Err(SubmitError::Full(j)) => job = j,
+                other => return other,
+            }
+            backoff.snooze();
+        }
+        let out = self.gate.wait_until(deadline, job, |j| match self.try_submit(j) {
+            // Room may exist while every ring is full (a key's inbox, say):
+            // that case is re-tried on the next release too.
+            Err(SubmitError::Full(j)) => Err(j),
+            other => Ok(other),
+        });
+        out.unwrap_or_else(|j| Err(SubmitError::Timeout(j)))
+    }
+
+    pub(crate) fn counts(&self) -> Counts {
+        let mut c = Counts {
+            accepted: self.shards.iter().map(|s| s.accepted()).sum(),
+            returned: self.returned.load(Ordering::Relaxed),
+            held: self.gate.held(),
+            ..Counts::default()
+        };
+        for s in self.stats.iter() {
+            c.completed += s.completed.get();
+            c.dead += s.dead.get();
+        }
+        c
+    }
+}
+
+/// The shard a producer thread prefers for unkeyed jobs: fixed per thread,
+/// spread round-robin over threads, so concurrent producers rarely share a
+/// ring's tail.
+#[inline]
+fn home_shard(shards: usize) -> usize {
+    crate::loom::home_index() % shards
+}
+
+/// The job queue engine: shards, rings and pinned workers running one
+/// handler.
+///
+/// ```
+/// use quay::{Engine, Job, Submitted};
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use std::sync::Arc;
+///
+/// let sent = Arc::new(AtomicU64::new(0));
+/// let s = sent.clone();
+/// let engine = Engine::<String>::builder()
+///     .workers(2)
+///     .build(move |_ctx, email: &String| {
+///         assert!(email.contains('@'));
+///         s.fetch_add(1, Ordering::Relaxed);
+///         Ok(())
+///     })
+///     .unwrap();
+/// for user in 0..100u64 {
+///     let job = Job::new(user, format!("user{user}@example.com"));
+///     assert_eq!(engine.submit(job).unwrap(), Submitted::Accepted);
+/// }
+/// let report = engine.shutdown();
+/// assert_eq!(sent.load(Ordering::Relaxed), 100);
+/// assert_eq!(report.counts.completed, 100);
+/// assert!(report.counts.is_conserved());
+/// ```
+pub struct Engine<T: Send + 'static> {
+    shared: Arc<Shared<T>>,
+    workers: Vec<JoinHandle<Vec<Envelope<T>>>>,
+}
+
+impl<T: Send + 'static> std::fmt::Debug for Engine<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("workers", &self.shared.shards.len())
+            .field("counts", &self.shared.counts())
+            .finish()
+    }
+}
+
+/// A cheap, clonable handle that can only submit.
+pub struct Submitter<T: Send + 'static> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T: Send + 'static> Clone for Submitter<T> {
+    fn clone(&self) -> Submitter<T> {
+        Submitter {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+macro_rules! submit_api {
+    () => {
+        /// Submits without blocking. A refused job comes back in the error.
+        #[inline]
+        pub fn try_submit(&self, job: Job<T>) -> Result<Submitted, SubmitError<T>> {
+            self.shared.try_submit(job)
+        }
+
+        /// Submits, waiting for room while the engine is full: a short spin,
+        /// then a park that each freed slot ends.
+        pub fn submit(&self, job: Job<T>) -> Result<Submitted, SubmitError<T>> {
+            self.shared.submit_until(job, None)
+        }
+
+        /// Like [`submit`](Self::submit), giving up after `timeout` with
+        /// [`SubmitError::Timeout`].
+        pub fn submit_timeout(
+            &self,
+            job: Job<T>,
+            timeout: Duration,
+        ) -> Result<Submitted, SubmitError<T>> {
+            self.shared.submit_until(job, Some(Instant::now() + timeout))
+        }
+
+        /// Submits many jobs without blocking, in order. Returns how many
+        /// were accepted or duplicates, and every refused job with its reason.
+        pub fn submit_batch(&self, jobs: impl IntoIterator<Item = Job<T>>) -> BatchReport<T> {
+            crate::batch::submit_batch(&self.shared, jobs)
+        }
+
+        /// The engine's clock.
+        pub fn clock(&self) -> &Clock {
+            &self.shared.clock
+        }
+
+        /// The current time on the engine's clock.
+        pub fn now(&self) -> Timestamp {
+            self.shared.clock.now()
+        }
+    };
+}
+
+/// What [`Engine::submit_batch`] did with each job.
+#[derive(Debug)]
+pub struct BatchReport<T> {
+    /// Jobs accepted.
+    pub accepted: usize,
+    /// Jobs skipped as duplicates.
+    pub duplicates: usize,
+    /// Jobs refused, each handed back with its reason, in submit order.
+    pub refused: Vec<SubmitError<T>>,
+}
+
+impl<T: Send + 'static> Submitter<T> {
+    submit_api!();
+}
+
+impl<T: Send + 'static> Engine<T> {
+    submit_api!();
+
+    /// A builder with every setting at its default.
+    pub fn builder() -> Builder<T> {
+        Builder::new()
+    }
+
+    pub(crate) fn start<H>(config: Config, handler: H) -> Result<Engine<T>, BuildError>
+    where
+        H: Fn(&JobContext, &T) -> Result<(), JobError> + Send + Sync + 'static,
+    {
+        let n = config.workers;
+        let shared = Arc::new(Shared {
+            shards: (0..n).map(|_| Shard::new(config.ring_capacity)).collect(),
+            idle: Idle::new(n),
+            gate: Gate::new(config.capacity),
+            clock: config.clock.clone(),
+            stop: AtomicBool::new(false),
+            stats: (0..n).map(|_| CachePadded::new(WorkerStats::default())).collect(),
+            returned: AtomicU64::new(0),
+            pin_warnings: Mutex::new(Vec::new()),
+            config,
+        });
+        let handler = Arc::new(handler);
+        let mut workers = Vec::with_capacity(n);
+        for i in 0..n {
+            let w = Worker::new(i, shared.clone(), handler.clone());
+            let spawned = thread::Builder::new()
+                .name(format!("quay-worker-{i}"))
+                .spawn(move || w.run());
+            match spawned {
+                Ok(h) => workers.push(h),
+                Err(e) => {
+                    // Stop the ones already started; nothing was accepted.
+                    let engine = Engine { shared, workers };
+                    drop(engine.stop_workers());
+                    return Err(BuildError::Spawn(e.to_string()));
+                }
+            }
+        }
+        Ok(Engine { shared, workers })
+    }
+
+    /// A handle that can only submit.
+    pub fn submitter(&self) -> Submitter<T> {
+        Submitter {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The number of workers (and shards).
+    pub fn workers(&self) -> usize {
+        self.shared.shards.len()
+    }
+
+    /// The engine's capacity bound.
+    pub fn capacity(&self) -> u64 {
+        self.shared.gate.limit()
+    }
+
+    /// Accepted, completed, dead, returned and held counts. Exact when the
+    /// engine is at rest; while it runs, each count is a recent value.
+    pub fn counts(&self) -> Counts {
+        self.shared.counts()
+    }
+
+    /// Pins the OS refused so far; each such worker runs unpinned.
+    pub fn pin_warnings(&self) -> Vec<PinWarning> {
+        self.shared
+            .pin_warnings
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// Stops accepting, runs every held job (including ones that arrive
+    /// from producers mid-submit), joins the workers and reports.
+    pub fn shutdown(self) -> Shutdown<T> {
+        self.shutdown_inner(None)
+    }
+
+    /// Like [`shutdown`](Self::shutdown), but once `timeout` passes the
+    /// workers stop after their current job, and every job that has not run
+    /// is returned.
+    pub fn shutdown_timeout(self, timeout: Duration) -> Shutdown<T> {
+        self.shutdown_inner(Some(Instant::now() + timeout))
+    }
+
+    /// Stops accepting, lets running handlers finish, joins the workers and
+    /// returns every job that did not run.
+    pub fn shutdown_now(self) -> Shutdown<T> {
+        self.shutdown_inner(Some(Instant::now()))
+    }
+
+    fn shutdown_inner(mut self, deadline: Option<Instant>) -> Shutdown<T> {
+        crate::shutdown::run(&self.shared, std::mem::take(&mut self.workers), deadline)
+    }
+
+    fn stop_workers(self) -> Shutdown<T> {
+        self.shutdown_inner(Some(Instant::now()))
+    }
+}
+
+impl<T: Send + 'static> Drop for Engine<T> {
+    /// Dropping an engine that was not shut down runs a full graceful
+    /// [`shutdown`](Engine::shutdown): it blocks until every held job has
+    /// run. No job is dropped silently.
+    fn drop(&mut self) {
+        if !self.workers.is_empty() {
+            drop(crate::shutdown::run(&self.shared, std::mem::take(&mut self.workers), None));
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! quay: a lock-free, in-memory job queue engine.
+//!
+//! A request path should do only the essential work and answer its user now;
+//! the slow rest is dropped into quay as a [`Job`], and pinned worker threads
+//! run it soon. quay is designed for what "soon" brings: duplicates, order
+//! and poison.
+//!
+//! # Contents
+//!
+//! Public API:
+//! - [`engine`]: [`Engine`], [`Submitter`] and the submit paths.
+//! - [`builder`]: [`Builder`], [`Pinning`], settings checked into [`BuildError`].
+//! - [`job`]: [`Job`], [`JobId`], [`Key`], [`JobContext`].
+//! - [`error`]: [`Submitted`], [`SubmitError`], [`JobError`], [`BuildError`].
+//! - [`clock`]: [`Clock`], [`ManualClock`], [`Timestamp`].
+//! - [`idle`]: [`IdleStrategy`] and the sleep/wake protocol.
+//! - [`shutdown`]: the shutdown protocol, [`Shutdown`] and [`Counts`].
+//!
+//! Internals, one concept per file:
+//! - `loom`: the sync shim (std, or loom under `--cfg quay_loom`).
+//! - `ring`: the bounded MPMC ring with stamped slots (Vyukov).
+//! - `park`: the token parker a worker sleeps on.
+//! - `capacity`: the held-jobs gate: bound, close bit, waiters.
+//! - `shard`: what of a shard other threads touch: ring and inbox.
+//! - `envelope`: a job in flight, with its bookkeeping.
+//! - `worker`: the worker loop and stealing.
+//! - `batch`: `submit_batch`.
+//! - `stats`: single-writer per-worker counters.
+//!
+//! Protocols and their memory orderings are explained in `docs/design.md`.
+
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod batch;
+pub mod builder;
+mod capacity;
+pub mod clock;
+pub mod engine;
+mod envelope;
+pub mod error;
+pub mod idle;
+pub mod job;
+mod loom;
+mod park;
+mod ring;
+mod shard;
+pub mod shutdown;
+mod stats;
+mod worker;
+
+pub use builder::{Builder, PinWarning, Pinning};
+pub use clock::{Clock, ManualClock, Timestamp};
+pub use engine::{BatchReport, Engine, Submitter};
+pub use error::{BuildError, JobError, SubmitError, Submitted};
+pub use idle::IdleStrategy;
+pub use job::{Job, JobContext, JobId, Key};
+pub use shutdown::{Counts, Shutdown};
+
+/// Internals exposed for the loom models in `loom-tests/` only: this module
+/// exists only under `--cfg quay_loom` and is not part of the API.
+#[cfg(quay_loom)]
+#[doc(hidden)]
+pub mod __loom {
+    pub use crate::park::Parker;
+    pub use crate::ring::Ring;
+}

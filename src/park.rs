@@ -1,0 +1,124 @@
+//! The [`Parker`]: how one worker thread sleeps and is woken.
+//!
+//! A token-based parker in the style of `std::thread::park`: an `unpark`
+//! that comes before the `park` leaves a token, and the `park` then returns
+//! at once, so a wake-up is never lost between "decided to sleep" and
+//! "asleep". Built on the shim's `Mutex` and `Condvar` so loom can model it.
+//!
+//! # States and orderings
+//!
+//! `state` is `EMPTY`, `PARKED` or `NOTIFIED`.
+//! - `unpark` swaps in `NOTIFIED` with `Release`; it pairs with the `Acquire`
+//!   of the parking thread's CAS/swap that consumes the token, so whatever the
+//!   waker did before `unpark` is visible after `park` returns.
+//! - The `PARKED` transition is made under the mutex, and `unpark` takes the
+//!   mutex before notifying, so the notification cannot slip in between the
+//!   sleeper's check and its wait.
+
+use crate::loom::sync::atomic::{AtomicUsize, Ordering};
+use crate::loom::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+const EMPTY: usize = 0;
+const PARKED: usize = 1;
+const NOTIFIED: usize = 2;
+
+/// One thread's sleep and wake-up.
+#[derive(Debug)]
+pub struct Parker {
+    state: AtomicUsize,
+    lock: Mutex<()>,
+    cvar: Condvar,
+}
+
+impl Default for Parker {
+    fn default() -> Parker {
+        Parker::new()
+    }
+}
+
+fn relock<G>(r: Result<G, std::sync::PoisonError<G>>) -> G {
+    // Nothing panics while holding these locks; a poisoned lock still
+    // guards valid state, so take it rather than panic.
+    r.unwrap_or_else(|e| e.into_inner())
+}
+
+impl Parker {
+    /// A parker with no token.
+    pub fn new() -> Parker {
+        Parker {
+            state: AtomicUsize::new(EMPTY),
+            lock: Mutex::new(()),
+            cvar: Condvar::new(),
+        }
+    }
+
+    /// Sleeps until [`Parker::unpark`] is called, or `timeout` passes (then
+    /// returns `false`). Returns at once if a token is waiting. Spurious
+    /// returns are possible; callers re-check their condition.
+    pub fn park(&self, timeout: Option<Duration>) -> bool {
+        // Acquire pairs with the Release swap in `unpark`.
+        if self
+            .state
+            .compare_exchange(NOTIFIED, EMPTY, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            return true;
+        }
+        let mut guard = relock(self.lock.lock());
+        match self
+            .state
+            .compare_exchange(EMPTY, PARKED, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => {}
+            Err(_) => {
+                // NOTIFIED arrived meanwhile (no one else parks here).
+                // Acquire pairs with the Release swap in `unpark`.
+                self.state.swap(EMPTY, Ordering::Acquire);
+                return true;
+            }
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            guard = match deadline {
+                None => relock(self.cvar.wait(guard)),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        // Acquire pairs with `unpark`; a token that raced
+                        // with the timeout is consumed, not lost.
+                        let was = self.state.swap(EMPTY, Ordering::Acquire);
+                        return was == NOTIFIED;
+                    }
+                    relock(self.cvar.wait_timeout(guard, left).map(|(g, _)| g).map_err(|e| {
+                        let (g, _) = e.into_inner();
+                        std::sync::PoisonError::new(g)
+                    }))
+                }
+            };
+            // Acquire pairs with the Release swap in `unpark`.
+            if self
+                .state
+                .compare_exchange(NOTIFIED, EMPTY, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return true;
+            }
+        }
+    }
+
+    /// Wakes the parked thread, or leaves a token for its next `park`.
+    pub fn unpark(&self) {
+        // Release pairs with the Acquire that consumes the token in `park`.
+        match self.state.swap(NOTIFIED, Ordering::Release) {
+            EMPTY | NOTIFIED => {}
+            _ => {
+                // The sleeper set PARKED under the lock; taking the lock here
+                // means it is now inside `wait`, so the notify reaches it.
+                let _g: MutexGuard<'_, ()> = relock(self.lock.lock());
+                drop(_g);
+                self.cvar.notify_one();
+            }
+        }
+    }
+}

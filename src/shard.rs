@@ -1,0 +1,58 @@
+//! A [`Shard`]: the part of one worker's queues that other threads touch.
+//!
+//! Each shard has two rings:
+//! - `ring` holds unkeyed, immediately runnable jobs. Any producer pushes
+//!   here, and any worker may pop (the owner drains it, the others steal).
+//! - `inbox` holds jobs only the owner may run or schedule: keyed jobs (the
+//!   key's order lives in the owner's key table) and delayed jobs (the owner's
+//!   timer). Producers push; only the owner pops.
+//!
+//! The owner's private state (its local batch, key table, timer) lives in
+//! the worker, not here: what is in this file is exactly what is shared.
+
+use crate::envelope::Envelope;
+use crate::loom::sync::atomic::{AtomicU64, Ordering};
+use crate::ring::Ring;
+use crossbeam_utils::CachePadded;
+
+pub(crate) struct Shard<T> {
+    /// Unkeyed runnable jobs: stealable.
+    pub(crate) ring: Ring<Envelope<T>>,
+    /// Jobs for the owner alone: keyed or delayed.
+    pub(crate) inbox: Ring<Envelope<T>>,
+    /// Jobs accepted into this shard by producers.
+    accepted: CachePadded<AtomicU64>,
+}
+
+impl<T> Shard<T> {
+    pub(crate) fn new(ring_capacity: usize) -> Shard<T> {
+        Shard {
+            ring: Ring::new(ring_capacity),
+            inbox: Ring::new(ring_capacity),
+            accepted: CachePadded::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Counts `n` jobs accepted here. Called *before* the push, and undone
+    /// with [`Shard::uncount_accepted`] before the capacity is released if
+    /// the push fails: so once the gate reads zero held jobs, every accepted
+    /// count happened before (the gate's release/acquire orders it).
+    #[inline]
+    pub(crate) fn count_accepted(&self, n: u64) {
+        // Relaxed: ordered for readers by the gate's AcqRel RMWs.
+        self.accepted.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn uncount_accepted(&self, n: u64) {
+        self.accepted.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Whether the owner has anything to pick up here.
+    pub(crate) fn has_work_for_owner(&self) -> bool {
+        !self.ring.is_empty() || !self.inbox.is_empty()
+    }
+}

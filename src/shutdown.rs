@@ -1,0 +1,111 @@
+//! The shutdown protocol, and the [`Shutdown`] report with every job that
+//! did not run.
+//!
+//! Steps (orderings in `docs/design.md`):
+//! 1. Close the gate. From the close on, every submit is refused with
+//!    `ShuttingDown`; a submit whose acquire came first is accepted and
+//!    holds a unit of capacity until its job is terminal or returned.
+//! 2. Graceful: wait on the gate until no job is held, or the deadline.
+//! 3. Set `stop` and unpark every worker. A worker stops after its current
+//!    job and hands back what it holds privately; join them all.
+//! 4. Drain every ring and inbox into the report, releasing capacity, until
+//!    the gate holds nothing: a producer that acquired before the close may
+//!    still be pushing, and its job is caught here.
+
+use crate::engine::Shared;
+use crate::envelope::Envelope;
+use crate::job::Job;
+use crate::loom::sync::atomic::Ordering;
+use crate::loom::thread::JoinHandle;
+use std::time::Instant;
+
+/// Job counts. At rest, `accepted == completed + dead + returned`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Jobs the engine accepted (duplicates and refusals excluded).
+    pub accepted: u64,
+    /// Jobs whose handler returned `Ok`.
+    pub completed: u64,
+    /// Jobs that ended in failure.
+    pub dead: u64,
+    /// Jobs handed back by shutdown without having completed.
+    pub returned: u64,
+    /// Jobs held right now (0 at rest).
+    pub held: u64,
+}
+
+impl Counts {
+    /// Whether every accepted job is accounted for:
+    /// `accepted == completed + dead + returned + held`.
+    pub fn is_conserved(&self) -> bool {
+        self.accepted == self.completed + self.dead + self.returned + self.held
+    }
+}
+
+/// What shutdown hands back.
+#[derive(Debug)]
+pub struct Shutdown<T> {
+    /// Every accepted job that did not reach a terminal state, in no
+    /// particular order.
+    pub returned: Vec<Job<T>>,
+    /// The final counts, at rest.
+    pub counts: Counts,
+}
+
+pub(crate) fn run<T: Send + 'static>(
+    shared: &Shared<T>,
+    workers: Vec<JoinHandle<Vec<Envelope<T>>>>,
+    deadline: Option<Instant>,
+) -> Shutdown<T> {
+    shared.gate.close();
+    // Graceful part: the workers keep running until nothing is held.
+    let _ = shared.gate.wait_until(deadline, (), |()| {
+        if shared.gate.held() == 0 {
+            Ok(())
+        } else {
+            Err(())
+        }
+    });
+    // Release pairs with the Acquire load of `stop` in the worker loop.
+    shared.stop.store(true, Ordering::Release);
+    shared.idle.unpark_all();
+    let mut left: Vec<Envelope<T>> = Vec::new();
+    let mut worker_died = false;
+    for w in workers {
+        // Handlers run under catch_unwind, so a worker thread only dies on
+        // a bug in quay itself. Its private jobs die with it; do not then
+        // wait for their capacity below, or shutdown would hang.
+        match w.join() {
+            Ok(mut jobs) => left.append(&mut jobs),
+            Err(_) => worker_died = true,
+        }
+    }
+    shared.gate.release(left.len() as u64);
+    // Catch jobs pushed by producers that acquired capacity before the
+    // close. Each such producer is mid-push for a bounded time.
+    let mut backoff = crate::idle::Backoff::default();
+    loop {
+        let before = left.len();
+        for s in shared.shards.iter() {
+            while let Some(e) = s.ring.pop() {
+                left.push(e);
+            }
+            while let Some(e) = s.inbox.pop() {
+                left.push(e);
+            }
+        }
+        shared.gate.release((left.len() - before) as u64);
+        if shared.gate.held() == 0 || worker_died {
+            break;
+        }
+        backoff.snooze();
+    }
+    let returned: Vec<Job<T>> = left.into_iter().map(|e| e.job).collect();
+    shared
+        .returned
+        .fetch_add(returned.len() as u64, Ordering::Relaxed);
+    Shutdown {
+        returned,
+        counts: shared.counts(),
+    }
+}

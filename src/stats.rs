@@ -1,0 +1,40 @@
+//! Per-worker counters: written only by the owning worker, read by anyone.
+//!
+//! Each worker's block sits on its own cache lines (`CachePadded` in the
+//! engine), and a single writer needs no read-modify-write: an increment is a
+//! `Relaxed` load and store, which costs what a plain add costs. Readers sum
+//! the blocks; a sum is exact once the workers are joined.
+
+use crate::loom::sync::atomic::{AtomicU64, Ordering};
+
+/// A counter with one writer.
+#[derive(Debug, Default)]
+pub(crate) struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`. Only the owning worker may call this.
+    #[inline]
+    pub(crate) fn add(&self, n: u64) {
+        // Relaxed: a statistic with one writer; joins order it for readers
+        // that need exact values.
+        self.0
+            .store(self.0.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The counters one worker keeps.
+#[derive(Debug, Default)]
+pub(crate) struct WorkerStats {
+    pub(crate) started: Counter,
+    pub(crate) completed: Counter,
+    pub(crate) dead: Counter,
+    pub(crate) failed_attempts: Counter,
+    pub(crate) panicked: Counter,
+    pub(crate) stolen_jobs: Counter,
+    pub(crate) steal_batches: Counter,
+    pub(crate) parks: Counter,
+}

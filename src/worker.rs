@@ -1,0 +1,201 @@
+//! The worker loop: one OS thread per shard, pinned when asked.
+//!
+//! Each turn a worker:
+//! 1. moves jobs from its inbox (keyed, delayed) into its private state;
+//! 2. claims a batch from its own ring, or else steals a batch from the
+//!    other shards' rings, starting at its right-hand neighbour;
+//! 3. runs the batch, checking `stop` between jobs, and gives the finished
+//!    jobs' capacity back with one RMW;
+//! 4. finding nothing, idles per the [`IdleStrategy`]: spins, then sleeps by
+//!    the protocol in `idle.rs`.
+//!
+//! `Worker` is the owner-only state ("core" in tokio's terms); the engine's
+//! `Shared` is what everyone touches.
+
+use crate::engine::Shared;
+use crate::envelope::Envelope;
+use crate::error::JobError;
+use crate::idle::{Backoff, IdleStrategy};
+use crate::job::JobContext;
+use crate::loom::sync::atomic::Ordering;
+use crate::loom::sync::Arc;
+use crate::stats::WorkerStats;
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
+
+pub(crate) struct Worker<T: Send + 'static, H> {
+    index: usize,
+    shared: Arc<Shared<T>>,
+    handler: Arc<H>,
+    /// Claimed from a ring or inbox, not yet run.
+    local: VecDeque<Envelope<T>>,
+    batch: usize,
+}
+
+impl<T, H> Worker<T, H>
+where
+    T: Send + 'static,
+    H: Fn(&JobContext, &T) -> Result<(), JobError> + Send + Sync + 'static,
+{
+    pub(crate) fn new(index: usize, shared: Arc<Shared<T>>, handler: Arc<H>) -> Worker<T, H> {
+        let batch = shared.config.batch;
+        Worker {
+            index,
+            shared,
+            handler,
+            // Allocated once: ring claims and inbox drains never exceed it.
+            local: VecDeque::with_capacity(2 * batch),
+            batch,
+        }
+    }
+
+    fn stats(&self) -> &WorkerStats {
+        &self.shared.stats[self.index]
+    }
+
+    /// Runs until shutdown; returns the jobs it held privately, unrun.
+    pub(crate) fn run(mut self) -> Vec<Envelope<T>> {
+        self.pin();
+        let mut backoff = Backoff::default();
+        let mut idle_since: Option<Instant> = None;
+        loop {
+            // Acquire pairs with the Release store in shutdown.
+            if self.shared.stop.load(Ordering::Acquire) {
+                break;
+            }
+            if self.fill() {
+                idle_since = None;
+                backoff.reset();
+                self.run_local();
+                continue;
+            }
+            match self.shared.config.idle {
+                IdleStrategy::BusySpin => crate::loom::hint::spin_loop(),
+                IdleStrategy::Park => self.sleep(),
+                IdleStrategy::SpinThenPark { spin } => {
+                    let since = *idle_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() < spin {
+                        backoff.snooze();
+                    } else {
+                        self.sleep();
+                        idle_since = None;
+                        backoff.reset();
+                    }
+                }
+            }
+        }
+        self.local.drain(..).collect()
+    }
+
+    #[cfg(not(quay_loom))]
+    fn pin(&self) {
+        if let Some(core) = self.shared.config.cores[self.index] {
+            if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                let w = crate::builder::PinWarning {
+                    worker: self.index,
+                    core,
+                };
+                match self.shared.pin_warnings.lock() {
+                    Ok(mut v) => v.push(w),
+                    Err(e) => e.into_inner().push(w),
+                }
+            }
+        }
+    }
+
+    #[cfg(quay_loom)]
+    fn pin(&self) {}
+
+    /// Claims work into `local`. Returns whether there is any.
+    fn fill(&mut self) -> bool {
+        let me = &self.shared.shards[self.index];
+        let room = self.local.capacity() - self.local.len();
+        let local = &mut self.local;
+        me.inbox.pop_batch(room.min(self.batch), |e| local.push_back(e));
+        let room = local.capacity() - local.len();
+        me.ring.pop_batch(room.min(self.batch), |e| local.push_back(e));
+        if !self.local.is_empty() {
+            return true;
+        }
+        self.steal()
+    }
+
+    /// Steals one batch from the first other shard that has any.
+    fn steal(&mut self) -> bool {
+        let n = self.shared.shards.len();
+        for i in 1..n {
+            let victim = &self.shared.shards[(self.index + i) % n];
+            let local = &mut self.local;
+            let got = victim.ring.pop_batch(self.batch, |e| local.push_back(e));
+            if got > 0 {
+                let st = &self.shared.stats[self.index];
+                st.stolen_jobs.add(got as u64);
+                st.steal_batches.add(1);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Runs the claimed jobs until done or told to stop.
+    fn run_local(&mut self) {
+        let mut finished = 0u64;
+        while let Some(env) = self.local.pop_front() {
+            self.run_one(env);
+            finished += 1;
+            // Relaxed: a hint to stop early; the Acquire load at the top of
+            // the loop is what orders shutdown.
+            if self.shared.stop.load(Ordering::Relaxed) {
+                break;
+            }
+        }
+        self.shared.gate.release(finished);
+    }
+
+    fn run_one(&mut self, mut env: Envelope<T>) {
+        env.attempts += 1;
+        let ctx = JobContext {
+            id: env.job.id,
+            key: env.job.key,
+            attempt: env.attempts,
+            accepted_at: env.accepted_at,
+            worker: self.index,
+        };
+        let st = self.stats();
+        st.started.add(1);
+        let handler = &self.handler;
+        let outcome = catch_unwind(AssertUnwindSafe(|| handler(&ctx, &env.job.payload)));
+        match outcome {
+            Ok(Ok(())) => st.completed.add(1),
+            Ok(Err(_)) => {
+                st.failed_attempts.add(1);
+                st.dead.add(1);
+            }
+            Err(_) => {
+                st.panicked.add(1);
+                st.failed_attempts.add(1);
+                st.dead.add(1);
+            }
+        }
+    }
+
+    /// The sleep protocol's worker side (see `idle.rs`).
+    fn sleep(&mut self) {
+        let idle = &self.shared.idle;
+        idle.announce(self.index);
+        // Acquire pairs with the Release store in shutdown.
+        if self.shared.stop.load(Ordering::Acquire) || self.any_work() {
+            idle.cancel(self.index);
+            return;
+        }
+        self.stats().parks.add(1);
+        idle.sleep(self.index, None);
+    }
+
+    /// Whether any queue this worker could run from holds a job.
+    fn any_work(&self) -> bool {
+        let shards = &self.shared.shards;
+        shards[self.index].has_work_for_owner() || shards.iter().any(|s| !s.ring.is_empty())
+    }
+}
