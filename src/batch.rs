@@ -4,7 +4,7 @@
 use crate::capacity::Refused;
 use crate::engine::{BatchReport, Shared};
 use crate::envelope::Envelope;
-use crate::error::SubmitError;
+use crate::error::{SubmitError, Submitted};
 use crate::job::Job;
 use std::collections::VecDeque;
 
@@ -42,18 +42,20 @@ pub(crate) fn submit_batch<T: Send + 'static>(
             let Some(job) = jobs.next() else { break };
             used += 1;
             let env = Envelope::new(job, now);
-            if env.job.key.is_some() {
+            if env.owner_only(now) {
                 // Keep submit order: flush unkeyed jobs staged before it.
                 flush(shared, home, &mut staged, &mut report);
-                match shared.try_place(env) {
-                    Ok(()) => report.accepted += 1,
-                    Err(env) => {
-                        shared.gate.release(1);
-                        report.refused.push(SubmitError::Full(env.job));
-                    }
+                match shared.admit(env, now) {
+                    Ok(Submitted::Accepted) => report.accepted += 1,
+                    Ok(Submitted::Duplicate) => report.duplicates += 1,
+                    Err(env) => report.refused.push(SubmitError::Full(env.job)),
                 }
-            } else {
+            } else if shared.sem.admit_id(&env) {
                 staged.push_back(env);
+            } else {
+                shared.gate.release(1);
+                shared.shards[home].count_duplicate();
+                report.duplicates += 1;
             }
         }
         flush(shared, home, &mut staged, &mut report);
@@ -90,9 +92,10 @@ fn flush<T: Send + 'static>(
     report.accepted += total - refused;
     if refused > 0 {
         shared.shards[home].uncount_accepted(refused as u64);
+        report.refused.extend(staged.drain(..).map(|e| {
+            shared.sem.refuse_id(&e);
+            SubmitError::Full(e.job)
+        }));
         shared.gate.release(refused as u64);
-        report
-            .refused
-            .extend(staged.drain(..).map(|e| SubmitError::Full(e.job)));
     }
 }

@@ -2,11 +2,16 @@
 //! [`BuildError`] that names the field.
 
 use crate::clock::Clock;
+use crate::dedup::DedupConfig;
+use crate::dlq::{DeadLetter, OnDead};
+use crate::driver::Driver;
 use crate::engine::Engine;
 use crate::error::{BuildError, JobError};
 use crate::idle::IdleStrategy;
 use crate::job::JobContext;
+use crate::retry::RetryPolicy;
 use std::marker::PhantomData;
+use std::time::Duration;
 
 /// Which cores, if any, workers are pinned to.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -56,6 +61,12 @@ pub(crate) struct Config {
     pub(crate) idle: IdleStrategy,
     pub(crate) batch: usize,
     pub(crate) clock: Clock,
+    /// `None`: dedup off.
+    pub(crate) dedup: Option<DedupConfig>,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) max_attempts: u32,
+    pub(crate) dlq_capacity: usize,
+    pub(crate) seed: u64,
 }
 
 /// Builds an [`Engine`]. Start from [`Engine::builder`].
@@ -65,7 +76,6 @@ pub(crate) struct Config {
 /// let err = Engine::<u32>::builder().workers(0).build(|_, _| Ok(())).unwrap_err();
 /// assert_eq!(err, BuildError::ZeroWorkers);
 /// ```
-#[derive(Debug)]
 pub struct Builder<T> {
     workers: Option<usize>,
     pinning: Pinning,
@@ -74,7 +84,30 @@ pub struct Builder<T> {
     idle: IdleStrategy,
     batch: usize,
     clock: Option<Clock>,
+    dedup: bool,
+    dedup_config: DedupConfig,
+    retry: RetryPolicy,
+    max_attempts: u32,
+    dlq_capacity: usize,
+    seed: u64,
+    on_dead: Option<OnDead<T>>,
     _payload: PhantomData<fn(T)>,
+}
+
+impl<T> std::fmt::Debug for Builder<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("workers", &self.workers)
+            .field("pinning", &self.pinning)
+            .field("capacity", &self.capacity)
+            .field("ring_capacity", &self.ring_capacity)
+            .field("idle", &self.idle)
+            .field("dedup", &self.dedup.then_some(self.dedup_config))
+            .field("retry", &self.retry)
+            .field("max_attempts", &self.max_attempts)
+            .field("dlq_capacity", &self.dlq_capacity)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<T: Send + 'static> Default for Builder<T> {
@@ -93,8 +126,76 @@ impl<T: Send + 'static> Builder<T> {
             idle: IdleStrategy::default(),
             batch: 32,
             clock: None,
+            dedup: true,
+            dedup_config: DedupConfig::default(),
+            retry: RetryPolicy::default(),
+            max_attempts: 5,
+            dlq_capacity: 10_000,
+            seed: 0x5EED_0F_0A_11,
+            on_dead: None,
             _payload: PhantomData,
         }
+    }
+
+    /// Turns dedup on (the default) or off. Off, a repeated ID is a new job.
+    pub fn dedup(mut self, on: bool) -> Builder<T> {
+        self.dedup = on;
+        self
+    }
+
+    /// How long a finished job's ID stays a duplicate. Default 5 minutes,
+    /// as in SQS. Zero: only live IDs are duplicates.
+    pub fn dedup_window(mut self, d: Duration) -> Builder<T> {
+        self.dedup_config.window = d;
+        self
+    }
+
+    /// Most finished IDs remembered; the oldest are forgotten first (live
+    /// IDs never are). Default 2^18 (262 144).
+    pub fn dedup_capacity(mut self, n: usize) -> Builder<T> {
+        self.dedup_config.capacity = n;
+        self
+    }
+
+    /// Attempts per job before it dies, unless a job overrides it. Default 5.
+    pub fn max_attempts(mut self, n: u32) -> Builder<T> {
+        self.max_attempts = n;
+        self
+    }
+
+    /// Exponential backoff: the delay after failed attempt `n` is drawn
+    /// uniformly from `[0, min(max, base · 2^(n−1))]`. Default 10 ms, 60 s.
+    pub fn backoff(mut self, base: Duration, max: Duration) -> Builder<T> {
+        self.retry.base = base;
+        self.retry.max_backoff = max;
+        self
+    }
+
+    /// Full jitter on (the default) or off (then the delay is the cap).
+    pub fn jitter(mut self, on: bool) -> Builder<T> {
+        self.retry.jitter = on;
+        self
+    }
+
+    /// Seeds the backoff jitter RNGs, for reproducible tests.
+    pub fn seed(mut self, seed: u64) -> Builder<T> {
+        self.seed = seed;
+        self
+    }
+
+    /// Most dead letters kept; when full, the oldest is dropped and
+    /// counted. Default 10 000, the size of Sidekiq's dead set.
+    pub fn dlq_capacity(mut self, n: usize) -> Builder<T> {
+        self.dlq_capacity = n;
+        self
+    }
+
+    /// A hook that sees every dead job before it enters the DLQ (and before
+    /// any drop), so the host can persist it. It runs on a worker thread;
+    /// its panics are contained.
+    pub fn on_dead(mut self, hook: impl Fn(&DeadLetter<T>) + Send + Sync + 'static) -> Builder<T> {
+        self.on_dead = Some(Box::new(hook));
+        self
     }
 
     /// Worker threads, one shard each. Default: the available cores.
@@ -155,6 +256,21 @@ impl<T: Send + 'static> Builder<T> {
         if r < 2 || !r.is_power_of_two() || r > BuildError::MAX_RING_CAPACITY {
             return Err(BuildError::RingCapacity(r));
         }
+        if self.max_attempts == 0 {
+            return Err(BuildError::MaxAttempts);
+        }
+        if self.retry.base > self.retry.max_backoff {
+            return Err(BuildError::Backoff {
+                base: self.retry.base,
+                max: self.retry.max_backoff,
+            });
+        }
+        if self.dlq_capacity == 0 {
+            return Err(BuildError::DlqCapacity);
+        }
+        if self.dedup && self.dedup_config.capacity == 0 && !self.dedup_config.window.is_zero() {
+            return Err(BuildError::DedupCapacity);
+        }
         let cores = resolve_cores(&self.pinning, workers)?;
         Ok(Config {
             workers,
@@ -164,6 +280,11 @@ impl<T: Send + 'static> Builder<T> {
             idle: self.idle,
             batch: self.batch.min(r),
             clock: self.clock.clone().unwrap_or_default(),
+            dedup: self.dedup.then_some(self.dedup_config),
+            retry: self.retry,
+            max_attempts: self.max_attempts,
+            dlq_capacity: self.dlq_capacity,
+            seed: self.seed,
         })
     }
 
@@ -173,7 +294,15 @@ impl<T: Send + 'static> Builder<T> {
         H: Fn(&JobContext, &T) -> Result<(), JobError> + Send + Sync + 'static,
     {
         let config = self.config()?;
-        Engine::start(config, handler)
+        Engine::start(config, self.on_dead, handler)
+    }
+
+    /// Checks the settings and makes a deterministic single-threaded
+    /// [`Driver`] with the same semantics, on a manual clock (the builder's,
+    /// if it was given one). Thread settings are checked but unused.
+    pub fn driver(self) -> Result<Driver<T>, BuildError> {
+        let config = self.config()?;
+        Ok(Driver::new(config, self.on_dead))
     }
 }
 

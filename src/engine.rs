@@ -10,13 +10,15 @@
 use crate::builder::{Builder, Config, PinWarning};
 use crate::capacity::{Gate, Refused};
 use crate::clock::{Clock, Timestamp};
+use crate::dlq::{DeadLetter, OnDead};
 use crate::envelope::Envelope;
-use crate::error::{BuildError, JobError, SubmitError, Submitted};
+use crate::error::{BuildError, JobError, RedriveError, SubmitError, Submitted};
 use crate::idle::Idle;
-use crate::job::{Job, JobContext};
+use crate::job::{Job, JobContext, JobId};
 use crate::loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crate::loom::sync::{Arc, Mutex};
 use crate::loom::thread::{self, JoinHandle};
+use crate::machine::Semantics;
 use crate::shard::Shard;
 use crate::shutdown::{Counts, Shutdown};
 use crate::stats::WorkerStats;
@@ -35,25 +37,40 @@ pub(crate) struct Shared<T> {
     pub(crate) stop: AtomicBool,
     pub(crate) stats: Box<[CachePadded<WorkerStats>]>,
     pub(crate) returned: AtomicU64,
+    pub(crate) redriven: AtomicU64,
+    pub(crate) sem: Semantics<T>,
     pub(crate) pin_warnings: Mutex<Vec<PinWarning>>,
 }
 
 impl<T: Send + 'static> Shared<T> {
     /// The one non-blocking submit every public submit goes through.
+    #[inline]
     pub(crate) fn try_submit(&self, job: Job<T>) -> Result<Submitted, SubmitError<T>> {
         match self.gate.try_acquire(1) {
             Ok(_) => {}
             Err(Refused::Full) => return Err(SubmitError::Full(job)),
             Err(Refused::Closed) => return Err(SubmitError::ShuttingDown(job)),
         }
-        let env = Envelope::new(job, self.clock.now());
-        match self.try_place(env) {
+        let now = self.clock.now();
+        self.admit(Envelope::new(job, now), now)
+            .map_err(|env| SubmitError::Full(env.job))
+    }
+
+    /// Dedups and places an envelope that holds one unit of capacity. On
+    /// refusal the unit is released and the envelope handed back.
+    pub(crate) fn admit(&self, env: Envelope<T>, now: Timestamp) -> Result<Submitted, Envelope<T>> {
+        if !self.sem.admit_id(&env) {
+            self.gate.release(1);
+            self.shards[home_shard(self.shards.len())].count_duplicate();
+            return Ok(Submitted::Duplicate);
+        }
+        match self.try_place(env, now) {
             Ok(()) => Ok(Submitted::Accepted),
             Err(env) => {
-                // Capacity was held for it: give it back (after `place`
-                // undid its accepted count).
+                self.sem.refuse_id(&env);
+                // After `try_place` undid its accepted count.
                 self.gate.release(1);
-                Err(SubmitError::Full(env.job))
+                Err(env)
             }
         }
     }
@@ -62,10 +79,11 @@ impl<T: Send + 'static> Shared<T> {
     /// keyed and delayed jobs into their owner's inbox, others into the
     /// producer's home ring, moving on to the next ring while one is full.
     /// Counts it accepted, and wakes a worker if one sleeps.
-    pub(crate) fn try_place(&self, env: Envelope<T>) -> Result<(), Envelope<T>> {
+    pub(crate) fn try_place(&self, env: Envelope<T>, now: Timestamp) -> Result<(), Envelope<T>> {
         let n = self.shards.len();
-        if let Some(key) = env.job.key {
-            let s = key.shard(n);
+        let home = home_shard(n);
+        if env.owner_only(now) {
+            let s = env.job.key.map_or(home, |k| k.shard(n));
             let shard = &self.shards[s];
             shard.count_accepted(1);
             return match shard.inbox.push(env) {
@@ -79,7 +97,6 @@ impl<T: Send + 'static> Shared<T> {
                 }
             };
         }
-        let home = home_shard(n);
         self.shards[home].count_accepted(1);
         let mut env = env;
         for i in 0..n {
@@ -111,13 +128,51 @@ impl<T: Send + 'static> Shared<T> {
             }
             backoff.snooze();
         }
-        let out = self.gate.wait_until(deadline, job, |j| match self.try_submit(j) {
-            // Room may exist while every ring is full (a key's inbox, say):
-            // that case is re-tried on the next release too.
-            Err(SubmitError::Full(j)) => Err(j),
-            other => Ok(other),
-        });
+        let out = self
+            .gate
+            .wait_until(deadline, job, |j| match self.try_submit(j) {
+                // Room may exist while every ring is full (a key's inbox, say):
+                // that case is re-tried on the next release too.
+                Err(SubmitError::Full(j)) => Err(j),
+                other => Ok(other),
+            });
         out.unwrap_or_else(|j| Err(SubmitError::Timeout(j)))
+    }
+
+    /// Takes the newest dead letter with `id` out of the DLQ and submits it
+    /// again with its attempts reset, bypassing dedup.
+    pub(crate) fn redrive(&self, id: JobId) -> Result<(), RedriveError> {
+        let dl = self.sem.dlq.take(id).ok_or(RedriveError::NotFound)?;
+        match self.gate.try_acquire(1) {
+            Ok(_) => {}
+            Err(why) => {
+                self.sem.dlq.put_back(dl);
+                return Err(match why {
+                    Refused::Full => RedriveError::Full,
+                    Refused::Closed => RedriveError::ShuttingDown,
+                });
+            }
+        }
+        let now = self.clock.now();
+        let env = self.sem.revive(dl, now);
+        match self.try_place(env, now) {
+            Ok(()) => {
+                self.redriven.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(env) => {
+                self.sem.refuse_id(&env);
+                self.gate.release(1);
+                self.sem.dlq.put_back(crate::dlq::DeadLetter {
+                    job: env.job,
+                    attempts: 0,
+                    errors: Vec::new(),
+                    accepted_at: env.accepted_at,
+                    died_at: now,
+                });
+                Err(RedriveError::Full)
+            }
+        }
     }
 
     pub(crate) fn counts(&self) -> Counts {
@@ -125,11 +180,14 @@ impl<T: Send + 'static> Shared<T> {
             accepted: self.shards.iter().map(|s| s.accepted()).sum(),
             returned: self.returned.load(Ordering::Relaxed),
             held: self.gate.held(),
+            duplicates: self.shards.iter().map(|s| s.duplicates()).sum(),
+            redriven: self.redriven.load(Ordering::Relaxed),
             ..Counts::default()
         };
         for s in self.stats.iter() {
             c.completed += s.completed.get();
             c.dead += s.dead.get();
+            c.retried += s.retried.get();
         }
         c
     }
@@ -218,7 +276,8 @@ macro_rules! submit_api {
             job: Job<T>,
             timeout: Duration,
         ) -> Result<Submitted, SubmitError<T>> {
-            self.shared.submit_until(job, Some(Instant::now() + timeout))
+            self.shared
+                .submit_until(job, Some(Instant::now() + timeout))
         }
 
         /// Submits many jobs without blocking, in order. Returns how many
@@ -262,7 +321,11 @@ impl<T: Send + 'static> Engine<T> {
         Builder::new()
     }
 
-    pub(crate) fn start<H>(config: Config, handler: H) -> Result<Engine<T>, BuildError>
+    pub(crate) fn start<H>(
+        config: Config,
+        on_dead: Option<OnDead<T>>,
+        handler: H,
+    ) -> Result<Engine<T>, BuildError>
     where
         H: Fn(&JobContext, &T) -> Result<(), JobError> + Send + Sync + 'static,
     {
@@ -273,8 +336,12 @@ impl<T: Send + 'static> Engine<T> {
             gate: Gate::new(config.capacity),
             clock: config.clock.clone(),
             stop: AtomicBool::new(false),
-            stats: (0..n).map(|_| CachePadded::new(WorkerStats::default())).collect(),
+            stats: (0..n)
+                .map(|_| CachePadded::new(WorkerStats::default()))
+                .collect(),
             returned: AtomicU64::new(0),
+            redriven: AtomicU64::new(0),
+            sem: Semantics::new(&config, on_dead),
             pin_warnings: Mutex::new(Vec::new()),
             config,
         });
@@ -321,6 +388,50 @@ impl<T: Send + 'static> Engine<T> {
         self.shared.counts()
     }
 
+    /// A snapshot of the dead-letter queue, oldest first.
+    pub fn dead_letters(&self) -> Vec<DeadLetter<T>>
+    where
+        T: Clone,
+    {
+        self.shared.sem.dlq.snapshot()
+    }
+
+    /// Empties the dead-letter queue, handing over its entries.
+    pub fn drain_dead(&self) -> Vec<DeadLetter<T>> {
+        self.shared.sem.dlq.drain()
+    }
+
+    /// Dead letters dropped because the DLQ was full.
+    pub fn dlq_dropped(&self) -> u64 {
+        self.shared.sem.dlq.dropped()
+    }
+
+    /// Finished IDs forgotten early because dedup was at capacity.
+    pub fn dedup_evicted(&self) -> u64 {
+        self.shared.sem.seen.as_ref().map_or(0, |s| s.evicted())
+    }
+
+    /// Resubmits the dead job with this ID, attempts reset, bypassing
+    /// dedup. On error the dead letter stays in the DLQ.
+    pub fn redrive(&self, id: impl Into<JobId>) -> Result<(), RedriveError> {
+        self.shared.redrive(id.into())
+    }
+
+    /// Redrives every dead letter, oldest first, until one finds no room.
+    /// Returns how many were redriven.
+    pub fn redrive_all(&self) -> Result<usize, RedriveError> {
+        let ids: Vec<JobId> = self.shared.sem.dlq.ids();
+        let mut n = 0;
+        for id in ids {
+            match self.shared.redrive(id) {
+                Ok(()) => n += 1,
+                Err(RedriveError::NotFound) => {}
+                Err(e) => return if n > 0 { Ok(n) } else { Err(e) },
+            }
+        }
+        Ok(n)
+    }
+
     /// Pins the OS refused so far; each such worker runs unpinned.
     pub fn pin_warnings(&self) -> Vec<PinWarning> {
         self.shared
@@ -364,7 +475,11 @@ impl<T: Send + 'static> Drop for Engine<T> {
     /// run. No job is dropped silently.
     fn drop(&mut self) {
         if !self.workers.is_empty() {
-            drop(crate::shutdown::run(&self.shared, std::mem::take(&mut self.workers), None));
+            drop(crate::shutdown::run(
+                &self.shared,
+                std::mem::take(&mut self.workers),
+                None,
+            ));
         }
     }
 }

@@ -2,7 +2,7 @@
 //! that travels with it between shards, timers and attempts.
 
 use crate::clock::Timestamp;
-use crate::job::Job;
+use crate::job::{Job, Schedule};
 
 /// A job in flight, with its attempt count and times.
 pub(crate) struct Envelope<T> {
@@ -11,18 +11,43 @@ pub(crate) struct Envelope<T> {
     pub(crate) attempts: u32,
     /// When the engine accepted the job.
     pub(crate) accepted_at: Timestamp,
-    /// When the job last became runnable: accept, or a retry's or delay's
-    /// due time. Queue wait is measured from here.
+    /// When the job may next run, and queue wait is measured from: accept
+    /// time, a delay's due time, or a retry's due time.
     pub(crate) ready_at: Timestamp,
+    /// The last errors, oldest first, at most `dlq::KEPT_ERRORS`. Empty (no
+    /// allocation) until an attempt fails.
+    pub(crate) errors: Vec<String>,
 }
 
 impl<T> Envelope<T> {
+    /// A freshly accepted job; a delayed one is ready at its due time.
     pub(crate) fn new(job: Job<T>, now: Timestamp) -> Envelope<T> {
+        let ready_at = match job.schedule {
+            Schedule::Now => now,
+            Schedule::After(d) => now.saturating_add(d),
+            Schedule::At(t) => t.max(now),
+        };
         Envelope {
             job,
             attempts: 0,
             accepted_at: now,
-            ready_at: now,
+            ready_at,
+            errors: Vec::new(),
         }
+    }
+
+    /// Whether only the owner of a shard may handle it: keyed (the key's
+    /// order lives with the owner) or not yet due (the owner's timer).
+    #[inline]
+    pub(crate) fn owner_only(&self, now: Timestamp) -> bool {
+        self.job.key.is_some() || self.ready_at > now
+    }
+
+    /// Records a failed attempt's error, keeping the last few.
+    pub(crate) fn record_error(&mut self, msg: String) {
+        if self.errors.len() >= crate::dlq::KEPT_ERRORS {
+            self.errors.remove(0);
+        }
+        self.errors.push(msg);
     }
 }

@@ -55,8 +55,12 @@ impl<T> fmt::Display for SubmitError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SubmitError::Full(j) => write!(f, "queue full: job {} refused", j.id()),
-            SubmitError::ShuttingDown(j) => write!(f, "engine shutting down: job {} refused", j.id()),
-            SubmitError::Timeout(j) => write!(f, "no room before the deadline: job {} refused", j.id()),
+            SubmitError::ShuttingDown(j) => {
+                write!(f, "engine shutting down: job {} refused", j.id())
+            }
+            SubmitError::Timeout(j) => {
+                write!(f, "no room before the deadline: job {} refused", j.id())
+            }
         }
     }
 }
@@ -165,12 +169,18 @@ impl fmt::Display for BuildError {
                 BuildError::MAX_RING_CAPACITY
             ),
             BuildError::NoSuchCore { core, available } => {
-                write!(f, "pin_workers: core {core} does not exist (available: {available:?})")
+                write!(
+                    f,
+                    "pin_workers: core {core} does not exist (available: {available:?})"
+                )
             }
             BuildError::EmptyCoreList => write!(f, "pin_workers: the core list is empty"),
             BuildError::MaxAttempts => write!(f, "max_attempts: must be at least 1"),
             BuildError::Backoff { base, max } => {
-                write!(f, "backoff: base {base:?} is greater than max_backoff {max:?}")
+                write!(
+                    f,
+                    "backoff: base {base:?} is greater than max_backoff {max:?}"
+                )
             }
             BuildError::DlqCapacity => write!(f, "dlq_capacity: must be at least 1"),
             BuildError::DedupCapacity => write!(f, "dedup_capacity: must be at least 1"),
@@ -180,3 +190,26 @@ impl fmt::Display for BuildError {
 }
 
 impl std::error::Error for BuildError {}
+
+/// Why a redrive did not happen. The dead letter stays in the DLQ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RedriveError {
+    /// No dead letter has that ID.
+    NotFound,
+    /// The engine has no room.
+    Full,
+    /// The engine is shutting down.
+    ShuttingDown,
+}
+
+impl fmt::Display for RedriveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RedriveError::NotFound => "no dead letter has that id",
+            RedriveError::Full => "no room to redrive",
+            RedriveError::ShuttingDown => "engine shutting down",
+        })
+    }
+}
+
+impl std::error::Error for RedriveError {}

@@ -96,7 +96,9 @@ impl Idle {
     pub(crate) fn new(workers: usize) -> Idle {
         Idle {
             sleeping: CachePadded::new(AtomicUsize::new(0)),
-            sleepers: (0..workers).map(|_| CachePadded::new(Sleeper::default())).collect(),
+            sleepers: (0..workers)
+                .map(|_| CachePadded::new(Sleeper::default()))
+                .collect(),
         }
     }
 

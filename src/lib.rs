@@ -36,25 +36,36 @@ mod batch;
 pub mod builder;
 mod capacity;
 pub mod clock;
+mod dedup;
+pub mod dlq;
+pub mod driver;
 pub mod engine;
 mod envelope;
 pub mod error;
 pub mod idle;
 pub mod job;
+mod keys;
 mod loom;
+mod machine;
 mod park;
+pub mod retry;
 mod ring;
 mod shard;
 pub mod shutdown;
 mod stats;
+mod timer;
 mod worker;
 
 pub use builder::{Builder, PinWarning, Pinning};
 pub use clock::{Clock, ManualClock, Timestamp};
+pub use dlq::DeadLetter;
+pub use driver::{Driver, Step};
 pub use engine::{BatchReport, Engine, Submitter};
-pub use error::{BuildError, JobError, SubmitError, Submitted};
+pub use error::{BuildError, JobError, RedriveError, SubmitError, Submitted};
 pub use idle::IdleStrategy;
 pub use job::{Job, JobContext, JobId, Key};
+pub use machine::{Gauges, Settled};
+pub use retry::RetryPolicy;
 pub use shutdown::{Counts, Shutdown};
 
 /// Internals exposed for the loom models in `loom-tests/` only: this module

@@ -15,9 +15,7 @@ mod imp {
         pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
         pub(crate) mod atomic {
-            pub(crate) use std::sync::atomic::{
-                AtomicBool, AtomicU64, AtomicUsize, Ordering,
-            };
+            pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
         }
     }
 
@@ -80,9 +78,7 @@ mod imp {
         pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
 
         pub(crate) mod atomic {
-            pub(crate) use loom::sync::atomic::{
-                AtomicBool, AtomicU64, AtomicUsize, Ordering,
-            };
+            pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
         }
     }
 

@@ -10,10 +10,13 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(5_000_000);
-    let engine = match Engine::<u64>::builder().workers(1).capacity(65_536).build(|_, n| {
-        std::hint::black_box(n);
-        Ok(())
-    }) {
+    let engine = match Engine::<u64>::builder()
+        .workers(1)
+        .capacity(65_536)
+        .build(|_, n| {
+            std::hint::black_box(n);
+            Ok(())
+        }) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("quay: {e}");

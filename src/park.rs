@@ -90,10 +90,15 @@ impl Parker {
                         let was = self.state.swap(EMPTY, Ordering::Acquire);
                         return was == NOTIFIED;
                     }
-                    relock(self.cvar.wait_timeout(guard, left).map(|(g, _)| g).map_err(|e| {
-                        let (g, _) = e.into_inner();
-                        std::sync::PoisonError::new(g)
-                    }))
+                    relock(
+                        self.cvar
+                            .wait_timeout(guard, left)
+                            .map(|(g, _)| g)
+                            .map_err(|e| {
+                                let (g, _) = e.into_inner();
+                                std::sync::PoisonError::new(g)
+                            }),
+                    )
                 }
             };
             // Acquire pairs with the Release swap in `unpark`.

@@ -20,8 +20,14 @@ pub(crate) struct Shard<T> {
     pub(crate) ring: Ring<Envelope<T>>,
     /// Jobs for the owner alone: keyed or delayed.
     pub(crate) inbox: Ring<Envelope<T>>,
-    /// Jobs accepted into this shard by producers.
-    accepted: CachePadded<AtomicU64>,
+    /// Producer-side counts for producers whose home is this shard.
+    counts: CachePadded<ProducerCounts>,
+}
+
+#[derive(Default)]
+struct ProducerCounts {
+    accepted: AtomicU64,
+    duplicates: AtomicU64,
 }
 
 impl<T> Shard<T> {
@@ -29,7 +35,7 @@ impl<T> Shard<T> {
         Shard {
             ring: Ring::new(ring_capacity),
             inbox: Ring::new(ring_capacity),
-            accepted: CachePadded::new(AtomicU64::new(0)),
+            counts: CachePadded::new(ProducerCounts::default()),
         }
     }
 
@@ -40,15 +46,24 @@ impl<T> Shard<T> {
     #[inline]
     pub(crate) fn count_accepted(&self, n: u64) {
         // Relaxed: ordered for readers by the gate's AcqRel RMWs.
-        self.accepted.fetch_add(n, Ordering::Relaxed);
+        self.counts.accepted.fetch_add(n, Ordering::Relaxed);
     }
 
     pub(crate) fn uncount_accepted(&self, n: u64) {
-        self.accepted.fetch_sub(n, Ordering::Relaxed);
+        self.counts.accepted.fetch_sub(n, Ordering::Relaxed);
     }
 
     pub(crate) fn accepted(&self) -> u64 {
-        self.accepted.load(Ordering::Relaxed)
+        self.counts.accepted.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_duplicate(&self) {
+        // Relaxed: a statistic.
+        self.counts.duplicates.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn duplicates(&self) -> u64 {
+        self.counts.duplicates.load(Ordering::Relaxed)
     }
 
     /// Whether the owner has anything to pick up here.

@@ -32,6 +32,12 @@ pub struct Counts {
     pub returned: u64,
     /// Jobs held right now (0 at rest).
     pub held: u64,
+    /// Submits skipped as duplicates (not part of `accepted`).
+    pub duplicates: u64,
+    /// Failed attempts that were scheduled to retry.
+    pub retried: u64,
+    /// Dead jobs resubmitted by redrive (each also counted in `accepted`).
+    pub redriven: u64,
 }
 
 impl Counts {

@@ -32,6 +32,7 @@ pub(crate) struct WorkerStats {
     pub(crate) started: Counter,
     pub(crate) completed: Counter,
     pub(crate) dead: Counter,
+    pub(crate) retried: Counter,
     pub(crate) failed_attempts: Counter,
     pub(crate) panicked: Counter,
     pub(crate) stolen_jobs: Counter,

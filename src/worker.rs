@@ -1,9 +1,11 @@
 //! The worker loop: one OS thread per shard, pinned when asked.
 //!
 //! Each turn a worker:
-//! 1. moves jobs from its inbox (keyed, delayed) into its private state;
-//! 2. claims a batch from its own ring, or else steals a batch from the
-//!    other shards' rings, starting at its right-hand neighbour;
+//! 1. moves jobs from its inbox (keyed, delayed) into its [`ShardCore`]
+//!    (key table, timer), and fires due timers;
+//! 2. takes the core's ready jobs, then claims a batch from its own ring, or
+//!    else steals a batch from the other shards' rings, starting at its
+//!    right-hand neighbour;
 //! 3. runs the batch, checking `stop` between jobs, and gives the finished
 //!    jobs' capacity back with one RMW;
 //! 4. finding nothing, idles per the [`IdleStrategy`]: spins, then sleeps by
@@ -19,18 +21,20 @@ use crate::idle::{Backoff, IdleStrategy};
 use crate::job::JobContext;
 use crate::loom::sync::atomic::Ordering;
 use crate::loom::sync::Arc;
+use crate::machine::{attempt, Settled, ShardCore};
 use crate::stats::WorkerStats;
 use std::collections::VecDeque;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub(crate) struct Worker<T: Send + 'static, H> {
     index: usize,
     shared: Arc<Shared<T>>,
     handler: Arc<H>,
-    /// Claimed from a ring or inbox, not yet run.
+    /// Claimed from a ring or the core, not yet run.
     local: VecDeque<Envelope<T>>,
     batch: usize,
+    /// The owner-only state machine: key table, timer, ready jobs.
+    core: ShardCore<T>,
 }
 
 impl<T, H> Worker<T, H>
@@ -40,6 +44,8 @@ where
 {
     pub(crate) fn new(index: usize, shared: Arc<Shared<T>>, handler: Arc<H>) -> Worker<T, H> {
         let batch = shared.config.batch;
+        let seed = shared.config.seed;
+        let presize = (shared.config.ring_capacity as u64).min(shared.config.capacity) as usize;
         Worker {
             index,
             shared,
@@ -47,6 +53,10 @@ where
             // Allocated once: ring claims and inbox drains never exceed it.
             local: VecDeque::with_capacity(2 * batch),
             batch,
+            core: ShardCore::new(
+                seed.wrapping_add((index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+                presize,
+            ),
         }
     }
 
@@ -85,7 +95,9 @@ where
                 }
             }
         }
-        self.local.drain(..).collect()
+        let mut left: Vec<Envelope<T>> = self.local.drain(..).collect();
+        self.core.drain_into(&mut left);
+        left
     }
 
     #[cfg(not(quay_loom))]
@@ -110,11 +122,19 @@ where
     /// Claims work into `local`. Returns whether there is any.
     fn fill(&mut self) -> bool {
         let me = &self.shared.shards[self.index];
-        let room = self.local.capacity() - self.local.len();
+        let now = self.shared.clock.now();
+        let core = &mut self.core;
+        me.inbox.pop_batch(self.batch, |e| core.admit(e, now));
+        core.fire(now);
+        while self.local.len() < self.batch {
+            match self.core.pop_ready() {
+                Some(e) => self.local.push_back(e),
+                None => break,
+            }
+        }
+        let room = self.batch.saturating_sub(self.local.len());
         let local = &mut self.local;
-        me.inbox.pop_batch(room.min(self.batch), |e| local.push_back(e));
-        let room = local.capacity() - local.len();
-        me.ring.pop_batch(room.min(self.batch), |e| local.push_back(e));
+        me.ring.pop_batch(room, |e| local.push_back(e));
         if !self.local.is_empty() {
             return true;
         }
@@ -142,8 +162,7 @@ where
     fn run_local(&mut self) {
         let mut finished = 0u64;
         while let Some(env) = self.local.pop_front() {
-            self.run_one(env);
-            finished += 1;
+            finished += self.run_one(env) as u64;
             // Relaxed: a hint to stop early; the Acquire load at the top of
             // the loop is what orders shutdown.
             if self.shared.stop.load(Ordering::Relaxed) {
@@ -153,7 +172,8 @@ where
         self.shared.gate.release(finished);
     }
 
-    fn run_one(&mut self, mut env: Envelope<T>) {
+    /// Runs one attempt; returns whether the job is now terminal.
+    fn run_one(&mut self, mut env: Envelope<T>) -> bool {
         env.attempts += 1;
         let ctx = JobContext {
             id: env.job.id,
@@ -162,22 +182,24 @@ where
             accepted_at: env.accepted_at,
             worker: self.index,
         };
-        let st = self.stats();
+        let shared = &*self.shared;
+        let st = &shared.stats[self.index];
         st.started.add(1);
-        let handler = &self.handler;
-        let outcome = catch_unwind(AssertUnwindSafe(|| handler(&ctx, &env.job.payload)));
-        match outcome {
-            Ok(Ok(())) => st.completed.add(1),
-            Ok(Err(_)) => {
-                st.failed_attempts.add(1);
-                st.dead.add(1);
-            }
-            Err(_) => {
-                st.panicked.add(1);
-                st.failed_attempts.add(1);
-                st.dead.add(1);
-            }
+        let (result, panicked) = attempt(|| (self.handler)(&ctx, &env.job.payload));
+        if result.is_err() {
+            st.failed_attempts.add(1);
         }
+        if panicked {
+            st.panicked.add(1);
+        }
+        let now = shared.clock.now();
+        let settled = self.core.settle(&shared.sem, env, result, now);
+        match settled {
+            Settled::Completed => st.completed.add(1),
+            Settled::Dead => st.dead.add(1),
+            Settled::Retrying => st.retried.add(1),
+        }
+        settled.is_terminal()
     }
 
     /// The sleep protocol's worker side (see `idle.rs`).
@@ -190,12 +212,31 @@ where
             return;
         }
         self.stats().parks.add(1);
-        idle.sleep(self.index, None);
+        idle.sleep(self.index, self.timer_timeout());
+    }
+
+    /// How long a sleep may last before the earliest timer is due. A manual
+    /// clock moves by hand, so then the worker polls every millisecond.
+    fn timer_timeout(&self) -> Option<Duration> {
+        let due = self.core.next_due()?;
+        let clock = &self.shared.clock;
+        Some(if clock.is_manual() {
+            Duration::from_millis(1)
+        } else {
+            due.saturating_since(clock.now())
+        })
     }
 
     /// Whether any queue this worker could run from holds a job.
     fn any_work(&self) -> bool {
         let shards = &self.shared.shards;
-        shards[self.index].has_work_for_owner() || shards.iter().any(|s| !s.ring.is_empty())
+        let due = self
+            .core
+            .next_due()
+            .is_some_and(|d| d <= self.shared.clock.now());
+        self.core.has_ready()
+            || due
+            || shards[self.index].has_work_for_owner()
+            || shards.iter().any(|s| !s.ring.is_empty())
     }
 }

@@ -19,7 +19,8 @@ fn wait_for(mut done: impl FnMut() -> bool) {
 fn every_job_runs_exactly_once_with_many_producers_and_workers() {
     const PRODUCERS: u64 = 6;
     const PER: u64 = 20_000;
-    let runs: Arc<Vec<AtomicU32>> = Arc::new((0..PRODUCERS * PER).map(|_| AtomicU32::new(0)).collect());
+    let runs: Arc<Vec<AtomicU32>> =
+        Arc::new((0..PRODUCERS * PER).map(|_| AtomicU32::new(0)).collect());
     let r = runs.clone();
     // 4 workers and 6 producers: more threads than this machine's cores.
     let engine = Engine::<u64>::builder()
@@ -173,10 +174,16 @@ fn shutdown_now_returns_exactly_the_jobs_that_did_not_run() {
     let ret_set: HashSet<u64> = returned.iter().copied().collect();
     assert_eq!(ran_set.len(), ran.len(), "a job ran twice");
     assert_eq!(ret_set.len(), returned.len(), "a job was returned twice");
-    assert!(ran_set.is_disjoint(&ret_set), "a job both ran and was returned");
+    assert!(
+        ran_set.is_disjoint(&ret_set),
+        "a job both ran and was returned"
+    );
     let all: HashSet<u64> = ran_set.union(&ret_set).copied().collect();
     assert_eq!(all, (0..600).collect::<HashSet<u64>>());
-    assert!(!returned.is_empty(), "workers were blocked; most jobs must come back");
+    assert!(
+        !returned.is_empty(),
+        "workers were blocked; most jobs must come back"
+    );
     let c = report.counts;
     assert_eq!(c.accepted, 600);
     assert_eq!(c.completed, ran.len() as u64);
@@ -250,7 +257,10 @@ fn every_bad_setting_is_a_typed_error() {
         Err(BuildError::Capacity(u64::MAX))
     );
     for bad in [0usize, 1, 3, 100, 1 << 30] {
-        assert_eq!(build(b().ring_capacity(bad)), Err(BuildError::RingCapacity(bad)));
+        assert_eq!(
+            build(b().ring_capacity(bad)),
+            Err(BuildError::RingCapacity(bad))
+        );
     }
     assert_eq!(
         build(b().pin_workers(Vec::<usize>::new())),
@@ -306,7 +316,11 @@ fn batch_submit_reports_what_was_refused() {
     let rep = engine.submit_batch((0..25u64).map(|n| Job::new(n, n)));
     assert_eq!(rep.accepted, 10);
     assert_eq!(rep.refused.len(), 15);
-    let back: Vec<u64> = rep.refused.into_iter().map(|e| e.into_job().into_payload()).collect();
+    let back: Vec<u64> = rep
+        .refused
+        .into_iter()
+        .map(|e| e.into_job().into_payload())
+        .collect();
     assert_eq!(back, (10..25).collect::<Vec<_>>());
     latch.open();
     let report = engine.shutdown();
@@ -351,7 +365,11 @@ fn blocking_submit_waits_when_rings_fill_before_capacity() {
             s.spawn(move || {
                 for i in 0..5_000u64 {
                     let n = p * 10_000 + i;
-                    let job = if i % 2 == 0 { Job::new(n, n).key(n % 5) } else { Job::new(n, n) };
+                    let job = if i % 2 == 0 {
+                        Job::new(n, n).key(n % 5)
+                    } else {
+                        Job::new(n, n)
+                    };
                     sub.submit(job).unwrap();
                 }
             });

@@ -1,1 +1,52 @@
 //! Loom models of quay's protocols live in `tests/`; run them with `--cfg quay_loom` (see `docs/verification.md`).
+//!
+//! This library only holds the helper the models share: [`check`] runs one
+//! model with loom's [`Builder`](loom::model::Builder), bounding preemptions
+//! at 2 unless `LOOM_MAX_PREEMPTIONS` says otherwise (an unbounded search of
+//! an engine model would not finish), and prints how many interleavings it
+//! explored and how long that took.
+
+#[cfg(quay_loom)]
+mod imp {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    /// The preemption bound used when `LOOM_MAX_PREEMPTIONS` is not set.
+    pub const DEFAULT_PREEMPTIONS: usize = 2;
+
+    /// Runs `f` under loom for every interleaving within the preemption
+    /// bound, then prints `name`, the bound, the number of executions and the
+    /// time taken (visible with `--nocapture`, and in the log of a failure).
+    pub fn check<F>(name: &str, f: F)
+    where
+        F: Fn() + Sync + Send + 'static,
+    {
+        let mut builder = loom::model::Builder::new();
+        if builder.preemption_bound.is_none() {
+            builder.preemption_bound = Some(DEFAULT_PREEMPTIONS);
+        }
+        // The engine models spin (a spin is a loom yield) and run a whole
+        // worker loop; loom's default of 1 000 branches per execution is too
+        // tight for them. The preemption bound, not this, bounds the search.
+        if std::env::var_os("LOOM_MAX_BRANCHES").is_none() {
+            builder.max_branches = 20_000;
+        }
+        let bound = builder.preemption_bound;
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counter = runs.clone();
+        let start = Instant::now();
+        builder.check(move || {
+            counter.fetch_add(1, Ordering::Relaxed);
+            f();
+        });
+        eprintln!(
+            "loom model {name}: preemption bound {bound:?}, {} executions, {:.2?}",
+            runs.load(Ordering::Relaxed),
+            start.elapsed()
+        );
+    }
+}
+
+#[cfg(quay_loom)]
+pub use imp::*;

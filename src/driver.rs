@@ -1,0 +1,228 @@
+//! [`Driver`]: the engine's state machine run deterministically on one
+//! thread, with a manual clock and outcomes chosen by the caller.
+//!
+//! It runs the same code as the threaded engine's workers: the same
+//! [`ShardCore`](crate::machine) (key table, timer, retry decision,
+//! settlement), the same seen-ID set and the same DLQ. Only the transport
+//! differs: there are no rings, no threads and one shard. That makes it the
+//! fuzzer's subject (`fuzz/`), and a way for users to test how their
+//! handlers' failures play out without waiting on real time.
+//!
+//! ```
+//! use quay::{Engine, Job, JobError, Settled};
+//! use std::time::Duration;
+//!
+//! let mut d = Engine::<&str>::builder().max_attempts(2).driver().unwrap();
+//! d.submit(Job::new(1u64, "flaky")).unwrap();
+//! let step = d.run_next(|_, _| Err(JobError::retry("smtp timeout"))).unwrap();
+//! assert_eq!(step.settled, Settled::Retrying);
+//! assert!(d.run_next(|_, _| Ok(())).is_none(), "the retry is not due yet");
+//! d.advance(Duration::from_secs(120));
+//! let step = d.run_next(|_, _| Err(JobError::retry("again"))).unwrap();
+//! assert_eq!((step.attempt, step.settled), (2, Settled::Dead));
+//! assert_eq!(d.dead_letters()[0].last_error(), Some("retry: again"));
+//! ```
+
+use crate::builder::Config;
+use crate::clock::{Clock, ManualClock, Timestamp};
+use crate::dlq::{DeadLetter, OnDead};
+use crate::envelope::Envelope;
+use crate::error::{JobError, RedriveError, SubmitError, Submitted};
+use crate::job::{Job, JobContext, JobId, Key};
+use crate::machine::{attempt, Gauges, Semantics, Settled, ShardCore};
+use crate::shutdown::Counts;
+use std::time::Duration;
+
+/// What one [`Driver::run_next`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// The job that ran.
+    pub id: JobId,
+    /// Its key.
+    pub key: Option<Key>,
+    /// The attempt's number, from 1.
+    pub attempt: u32,
+    /// Whether the handler panicked.
+    pub panicked: bool,
+    /// Where the attempt left the job.
+    pub settled: Settled,
+}
+
+/// The engine's state machine on one thread. Make one with
+/// [`Builder::driver`](crate::Builder::driver).
+pub struct Driver<T> {
+    sem: Semantics<T>,
+    core: ShardCore<T>,
+    clock: ManualClock,
+    capacity: u64,
+    closed: bool,
+    counts: Counts,
+}
+
+impl<T> Driver<T> {
+    pub(crate) fn new(config: Config, on_dead: Option<OnDead<T>>) -> Driver<T> {
+        let clock = match &config.clock {
+            Clock::Manual(m) => m.clone(),
+            Clock::Monotonic(_) => ManualClock::new(),
+        };
+        Driver {
+            sem: Semantics::new(&config, on_dead),
+            core: ShardCore::new(config.seed, 0),
+            clock,
+            capacity: config.capacity,
+            closed: false,
+            counts: Counts::default(),
+        }
+    }
+
+    /// The driver's manual clock.
+    pub fn clock(&self) -> &ManualClock {
+        &self.clock
+    }
+
+    /// The current time.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&mut self, d: Duration) {
+        self.clock.advance(d);
+    }
+
+    /// Submits a job, as [`Engine::try_submit`](crate::Engine::try_submit)
+    /// does: refused with `Full` at capacity, `ShuttingDown` after
+    /// [`Driver::shutdown_now`]; a duplicate ID is a no-op.
+    pub fn submit(&mut self, job: Job<T>) -> Result<Submitted, SubmitError<T>> {
+        if self.closed {
+            return Err(SubmitError::ShuttingDown(job));
+        }
+        if self.counts.held >= self.capacity {
+            return Err(SubmitError::Full(job));
+        }
+        let now = self.clock.now();
+        let env = Envelope::new(job, now);
+        if !self.sem.admit_id(&env) {
+            self.counts.duplicates += 1;
+            return Ok(Submitted::Duplicate);
+        }
+        self.accept(env, now);
+        Ok(Submitted::Accepted)
+    }
+
+    fn accept(&mut self, env: Envelope<T>, now: Timestamp) {
+        self.counts.accepted += 1;
+        self.counts.held += 1;
+        self.core.admit(env, now);
+    }
+
+    /// Runs the next runnable job's attempt through `handler` (a panic is
+    /// contained, as in the engine). `None` if no job is runnable now.
+    pub fn run_next(
+        &mut self,
+        handler: impl FnOnce(&JobContext, &T) -> Result<(), JobError>,
+    ) -> Option<Step> {
+        if self.closed {
+            return None;
+        }
+        self.core.fire(self.clock.now());
+        let mut env = self.core.pop_ready()?;
+        env.attempts += 1;
+        let ctx = JobContext {
+            id: env.job.id,
+            key: env.job.key,
+            attempt: env.attempts,
+            accepted_at: env.accepted_at,
+            worker: 0,
+        };
+        let (result, panicked) = attempt(|| handler(&ctx, &env.job.payload));
+        let settled = self.core.settle(&self.sem, env, result, self.clock.now());
+        match settled {
+            Settled::Completed => self.counts.completed += 1,
+            Settled::Dead => self.counts.dead += 1,
+            Settled::Retrying => self.counts.retried += 1,
+        }
+        if settled.is_terminal() {
+            self.counts.held -= 1;
+        }
+        Some(Step {
+            id: ctx.id,
+            key: ctx.key,
+            attempt: ctx.attempt,
+            panicked,
+            settled,
+        })
+    }
+
+    /// Whether a job is runnable now.
+    pub fn has_runnable(&mut self) -> bool {
+        self.core.fire(self.clock.now());
+        self.core.has_ready()
+    }
+
+    /// The earliest time a waiting (delayed or retrying) job is due.
+    pub fn next_due(&self) -> Option<Timestamp> {
+        self.core.next_due()
+    }
+
+    /// A snapshot of the dead-letter queue, oldest first.
+    pub fn dead_letters(&self) -> Vec<DeadLetter<T>>
+    where
+        T: Clone,
+    {
+        self.sem.dlq.snapshot()
+    }
+
+    /// Empties the dead-letter queue.
+    pub fn drain_dead(&mut self) -> Vec<DeadLetter<T>> {
+        self.sem.dlq.drain()
+    }
+
+    /// Dead letters dropped because the DLQ was full.
+    pub fn dlq_dropped(&self) -> u64 {
+        self.sem.dlq.dropped()
+    }
+
+    /// Finished IDs forgotten early because dedup was at capacity.
+    pub fn dedup_evicted(&self) -> u64 {
+        self.sem.seen.as_ref().map_or(0, |s| s.evicted())
+    }
+
+    /// Resubmits the dead job with this ID, attempts reset, bypassing dedup.
+    pub fn redrive(&mut self, id: impl Into<JobId>) -> Result<(), RedriveError> {
+        if self.closed {
+            return Err(RedriveError::ShuttingDown);
+        }
+        if self.counts.held >= self.capacity {
+            return Err(RedriveError::Full);
+        }
+        let dl = self.sem.dlq.take(id.into()).ok_or(RedriveError::NotFound)?;
+        let now = self.clock.now();
+        let env = self.sem.revive(dl, now);
+        self.counts.redriven += 1;
+        self.accept(env, now);
+        Ok(())
+    }
+
+    /// Stops: every job not yet terminal (ready, waiting behind its key,
+    /// delayed, waiting to retry) is returned, and later submits are
+    /// refused.
+    pub fn shutdown_now(&mut self) -> Vec<Job<T>> {
+        self.closed = true;
+        let mut left = Vec::new();
+        self.core.drain_into(&mut left);
+        self.counts.returned += left.len() as u64;
+        self.counts.held -= left.len() as u64;
+        left.into_iter().map(|e| e.job).collect()
+    }
+
+    /// Jobs held by state, and live keys.
+    pub fn gauges(&self) -> Gauges {
+        self.core.gauges()
+    }
+
+    /// The counts; `accepted == completed + dead + returned + held` always.
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+}

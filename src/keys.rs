@@ -1,0 +1,174 @@
+//! The key table: per-key sub-queues inside one shard, owned by its worker.
+//!
+//! A key is *busy* from the moment its head job is handed out to run until
+//! that job is terminal: while the job waits to retry, the key waits with
+//! it, as an SQS FIFO message group does. Jobs behind it wait in the key's
+//! queue, in accept order. Other keys are untouched.
+//!
+//! Layout: every key's queue is a singly linked list threaded through one
+//! slab of nodes shared by all keys of the shard, with a free list. The map
+//! holds, per busy key, the head and tail node of its waiting jobs. A key's
+//! entry is removed when its last job ends, so memory follows the keys with
+//! jobs, not every key ever seen; and the slab only grows to the most jobs
+//! ever waiting at once (bounded by the engine's capacity), so a steady
+//! stream of keyed jobs allocates nothing.
+
+use crate::envelope::Envelope;
+use crate::job::Key;
+use std::collections::HashMap;
+
+const NIL: usize = usize::MAX;
+
+struct Node<T> {
+    env: Option<Envelope<T>>,
+    next: usize,
+}
+
+/// A busy key's waiting jobs: `head..=tail` in the slab, or `NIL` if none.
+#[derive(Clone, Copy)]
+struct List {
+    head: usize,
+    tail: usize,
+}
+
+pub(crate) struct KeyTable<T> {
+    busy: HashMap<Key, List>,
+    slab: Vec<Node<T>>,
+    free: usize,
+    /// Jobs waiting behind a busy key (not counting the busy ones).
+    queued: usize,
+}
+
+impl<T> Default for KeyTable<T> {
+    fn default() -> KeyTable<T> {
+        KeyTable {
+            busy: HashMap::new(),
+            slab: Vec::new(),
+            free: NIL,
+            queued: 0,
+        }
+    }
+}
+
+impl<T> KeyTable<T> {
+    /// A table whose slab holds `n` waiting jobs before it must grow.
+    pub(crate) fn with_capacity(n: usize) -> KeyTable<T> {
+        KeyTable {
+            slab: Vec::with_capacity(n),
+            ..KeyTable::default()
+        }
+    }
+
+    /// A keyed job arrives. Returns it back if its key was idle (the key is
+    /// now busy and the caller runs or schedules it); otherwise it waits
+    /// behind the key's earlier jobs and `None` is returned.
+    pub(crate) fn arrive(&mut self, key: Key, env: Envelope<T>) -> Option<Envelope<T>> {
+        if !self.busy.contains_key(&key) {
+            self.busy.insert(
+                key,
+                List {
+                    head: NIL,
+                    tail: NIL,
+                },
+            );
+            return Some(env);
+        }
+        let node = self.alloc(env);
+        if let Some(list) = self.busy.get_mut(&key) {
+            if list.tail == NIL {
+                list.head = node;
+            } else {
+                self.slab[list.tail].next = node;
+            }
+            list.tail = node;
+        }
+        self.queued += 1;
+        None
+    }
+
+    fn alloc(&mut self, env: Envelope<T>) -> usize {
+        if self.free == NIL {
+            self.slab.push(Node {
+                env: Some(env),
+                next: NIL,
+            });
+            return self.slab.len() - 1;
+        }
+        let i = self.free;
+        self.free = self.slab[i].next;
+        self.slab[i] = Node {
+            env: Some(env),
+            next: NIL,
+        };
+        i
+    }
+
+    /// The busy job of `key` ended. Returns the next job of the key, which
+    /// keeps the key busy, or frees the key if none waits.
+    pub(crate) fn next(&mut self, key: Key) -> Option<Envelope<T>> {
+        let list = self.busy.get_mut(&key)?;
+        if list.head == NIL {
+            self.busy.remove(&key);
+            return None;
+        }
+        let i = list.head;
+        let node = &mut self.slab[i];
+        list.head = node.next;
+        if list.head == NIL {
+            list.tail = NIL;
+        }
+        let env = node.env.take();
+        node.next = self.free;
+        self.free = i;
+        self.queued -= 1;
+        env
+    }
+
+    /// Jobs waiting behind busy keys.
+    pub(crate) fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// Keys with jobs.
+    pub(crate) fn live_keys(&self) -> usize {
+        self.busy.len()
+    }
+
+    /// Empties the table (shutdown), handing over every waiting job.
+    pub(crate) fn drain_into(&mut self, out: &mut Vec<Envelope<T>>) {
+        out.extend(self.slab.drain(..).filter_map(|n| n.env));
+        self.busy.clear();
+        self.free = NIL;
+        self.queued = 0;
+    }
+}
+
+#[cfg(all(test, not(quay_loom)))]
+mod tests {
+    use super::*;
+    use crate::clock::Timestamp;
+    use crate::job::Job;
+
+    fn env(n: u64) -> Envelope<u64> {
+        Envelope::new(Job::new(n, n), Timestamp::default())
+    }
+
+    #[test]
+    fn per_key_fifo_and_freeing() {
+        let mut t = KeyTable::default();
+        let (a, b) = (Key::from(1u64), Key::from(2u64));
+        assert!(t.arrive(a, env(1)).is_some());
+        assert!(t.arrive(a, env(2)).is_none());
+        assert!(t.arrive(b, env(10)).is_some(), "another key is not blocked");
+        assert!(t.arrive(a, env(3)).is_none());
+        assert_eq!(t.queued(), 2);
+        assert_eq!(t.next(a).map(|e| e.job.payload), Some(2));
+        assert!(t.arrive(a, env(4)).is_none());
+        assert_eq!(t.next(a).map(|e| e.job.payload), Some(3));
+        assert_eq!(t.next(a).map(|e| e.job.payload), Some(4));
+        assert!(t.next(a).is_none());
+        assert!(t.next(b).is_none());
+        assert_eq!(t.live_keys(), 0, "state for idle keys is freed");
+        assert_eq!(t.slab.len(), 2, "slab reused, not grown");
+    }
+}

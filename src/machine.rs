@@ -1,0 +1,267 @@
+//! The job state machine, written once: the threaded engine's workers and
+//! the deterministic [`Driver`](crate::driver::Driver) both run it, so the
+//! fuzzer exercises the engine's own transitions.
+//!
+//! ```text
+//! submit ─► Queued ──────────────┐        (unkeyed, due)
+//!        ├► KeyWaiting ─► (head) ┤        (keyed, key busy)
+//!        └► Delayed ─► (due) ────┤        (not yet due)
+//!                                ▼
+//!                             Running ─► Completed
+//!                                │  ├──► Dead (Fatal, or out of attempts)
+//!                                │  └──► RetryWaiting ─► (due) ─► Running
+//! ```
+//!
+//! [`ShardCore`] is one shard's owner-only part: its key table, its timer,
+//! and the jobs only it may run. [`Semantics`] is what all shards share: the
+//! seen-ID set, the DLQ, the retry policy. See `docs/semantics.md`.
+
+use crate::clock::Timestamp;
+use crate::dedup::SeenSet;
+use crate::dlq::{DeadLetter, Dlq};
+use crate::envelope::Envelope;
+use crate::error::JobError;
+use crate::keys::KeyTable;
+use crate::retry::{decide, Decision, RetryPolicy, Rng};
+use crate::timer::{Timer, Waiting};
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// The semantics every shard shares.
+pub(crate) struct Semantics<T> {
+    /// `None` when dedup is off.
+    pub(crate) seen: Option<SeenSet>,
+    pub(crate) dlq: Dlq<T>,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) max_attempts: u32,
+}
+
+impl<T> Semantics<T> {
+    pub(crate) fn new(
+        config: &crate::builder::Config,
+        on_dead: Option<crate::dlq::OnDead<T>>,
+    ) -> Semantics<T> {
+        Semantics {
+            seen: config.dedup.map(|d| SeenSet::new(d, config.capacity)),
+            dlq: Dlq::new(config.dlq_capacity, on_dead),
+            retry: config.retry,
+            max_attempts: config.max_attempts,
+        }
+    }
+
+    /// Dedup at submit: `true` if the job is new (its ID is now live).
+    #[inline]
+    pub(crate) fn admit_id(&self, env: &Envelope<T>) -> bool {
+        match &self.seen {
+            Some(s) => s.try_insert(env.job.id, env.accepted_at),
+            None => true,
+        }
+    }
+
+    /// Undoes `admit_id` for a job that was then refused.
+    pub(crate) fn refuse_id(&self, env: &Envelope<T>) {
+        if let Some(s) = &self.seen {
+            s.forget_live(env.job.id);
+        }
+    }
+
+    /// Turns a dead letter back into a fresh job: attempts and errors reset,
+    /// its ID live again whatever dedup remembers.
+    pub(crate) fn revive(&self, dl: DeadLetter<T>, now: Timestamp) -> Envelope<T> {
+        if let Some(s) = &self.seen {
+            s.force_live(dl.job.id);
+        }
+        let mut job = dl.job;
+        job.schedule = crate::job::Schedule::Now;
+        Envelope::new(job, now)
+    }
+}
+
+/// Where an attempt left its job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settled {
+    /// The handler returned `Ok`: terminal.
+    Completed,
+    /// The attempt failed and the job waits in the timer to retry.
+    Retrying,
+    /// Fatal, or out of attempts: terminal, in the DLQ.
+    Dead,
+}
+
+impl Settled {
+    /// Whether the job is finished (its capacity is free).
+    pub fn is_terminal(self) -> bool {
+        self != Settled::Retrying
+    }
+}
+
+/// Runs one attempt of `handler`, containing a panic as a transient
+/// failure with the panic's message. Returns the result and whether it
+/// panicked.
+#[inline]
+pub(crate) fn attempt(run: impl FnOnce() -> Result<(), JobError>) -> (Result<(), JobError>, bool) {
+    match catch_unwind(AssertUnwindSafe(run)) {
+        Ok(r) => (r, false),
+        Err(p) => {
+            let msg = if let Some(s) = p.downcast_ref::<&str>() {
+                (*s).to_string()
+            } else if let Some(s) = p.downcast_ref::<String>() {
+                s.clone()
+            } else {
+                "handler panicked".to_string()
+            };
+            (Err(JobError::Retry(format!("panic: {msg}"))), true)
+        }
+    }
+}
+
+/// One shard's owner-only state.
+pub(crate) struct ShardCore<T> {
+    keys: KeyTable<T>,
+    timer: Timer<T>,
+    /// Runnable jobs only this shard's owner may run: keyed heads and due
+    /// timers.
+    ready: VecDeque<Envelope<T>>,
+    rng: Rng,
+}
+
+impl<T> ShardCore<T> {
+    /// A core whose key table and ready queue hold `presize` jobs before
+    /// they must grow (the engine passes its ring size: a steady state that
+    /// fits in a ring allocates nothing).
+    pub(crate) fn new(seed: u64, presize: usize) -> ShardCore<T> {
+        ShardCore {
+            keys: KeyTable::with_capacity(presize),
+            timer: Timer::default(),
+            ready: VecDeque::with_capacity(presize),
+            rng: Rng::new(seed),
+        }
+    }
+
+    /// A job arrives for this shard's owner: it queues behind its key, or
+    /// waits for its due time, or is ready.
+    pub(crate) fn admit(&mut self, env: Envelope<T>, now: Timestamp) {
+        match env.job.key {
+            Some(key) => {
+                if let Some(env) = self.keys.arrive(key, env) {
+                    self.schedule(env, now);
+                }
+            }
+            None => self.schedule(env, now),
+        }
+    }
+
+    /// `env` may run once due (its key, if any, is already busy with it).
+    fn schedule(&mut self, env: Envelope<T>, now: Timestamp) {
+        if env.ready_at > now {
+            self.timer.insert(env.ready_at, env);
+        } else {
+            self.ready.push_back(env);
+        }
+    }
+
+    /// Moves every timer entry due at `now` to the ready queue.
+    pub(crate) fn fire(&mut self, now: Timestamp) {
+        while let Some((due, mut env)) = self.timer.pop_due(now) {
+            env.ready_at = due;
+            self.ready.push_back(env);
+        }
+    }
+
+    pub(crate) fn pop_ready(&mut self) -> Option<Envelope<T>> {
+        self.ready.pop_front()
+    }
+
+    pub(crate) fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
+    pub(crate) fn next_due(&self) -> Option<Timestamp> {
+        self.timer.next_due()
+    }
+
+    /// An attempt of `env` (its `attempts` already counts it) ended with
+    /// `result` at `now`: retry, complete or bury it.
+    pub(crate) fn settle(
+        &mut self,
+        sem: &Semantics<T>,
+        mut env: Envelope<T>,
+        result: Result<(), JobError>,
+        now: Timestamp,
+    ) -> Settled {
+        let err = match result {
+            Ok(()) => {
+                self.conclude(sem, &env, now);
+                return Settled::Completed;
+            }
+            Err(e) => e,
+        };
+        let max = env.job.max_attempts.map_or(sem.max_attempts, |n| n.get());
+        let decision = decide(&err, env.attempts, max, &sem.retry, &mut self.rng);
+        env.record_error(err.to_string());
+        match decision {
+            Decision::RetryAfter(d) => {
+                env.ready_at = now.saturating_add(d);
+                // The key (if any) stays busy: it waits with its job.
+                self.timer.insert(env.ready_at, env);
+                Settled::Retrying
+            }
+            Decision::Dead => {
+                self.conclude(sem, &env, now);
+                sem.dlq.push(DeadLetter {
+                    attempts: env.attempts,
+                    errors: env.errors,
+                    accepted_at: env.accepted_at,
+                    died_at: now,
+                    job: env.job,
+                });
+                Settled::Dead
+            }
+        }
+    }
+
+    /// A job became terminal: its ID is remembered, its key moves on.
+    fn conclude(&mut self, sem: &Semantics<T>, env: &Envelope<T>, now: Timestamp) {
+        if let Some(s) = &sem.seen {
+            s.finish(env.job.id, now);
+        }
+        if let Some(key) = env.job.key {
+            if let Some(next) = self.keys.next(key) {
+                self.schedule(next, now);
+            }
+        }
+    }
+
+    /// How many jobs this core holds, by state.
+    pub(crate) fn gauges(&self) -> Gauges {
+        Gauges {
+            ready: self.ready.len(),
+            key_waiting: self.keys.queued(),
+            delayed: self.timer.count(Waiting::Delayed),
+            retry_waiting: self.timer.count(Waiting::Retry),
+            live_keys: self.keys.live_keys(),
+        }
+    }
+
+    /// Empties everything (shutdown), handing over every job it holds.
+    pub(crate) fn drain_into(&mut self, out: &mut Vec<Envelope<T>>) {
+        out.extend(self.ready.drain(..));
+        self.keys.drain_into(out);
+        self.timer.drain_into(out);
+    }
+}
+
+/// How many jobs a shard's owner holds privately, by state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Gauges {
+    /// Runnable, owner-only (keyed heads, due timers).
+    pub ready: usize,
+    /// Waiting behind a busy key.
+    pub key_waiting: usize,
+    /// Waiting for a delay's due time.
+    pub delayed: usize,
+    /// Waiting to retry.
+    pub retry_waiting: usize,
+    /// Keys with jobs (state for other keys is freed).
+    pub live_keys: usize,
+}
