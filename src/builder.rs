@@ -131,7 +131,7 @@ impl<T: Send + 'static> Builder<T> {
             retry: RetryPolicy::default(),
             max_attempts: 5,
             dlq_capacity: 10_000,
-            seed: 0x5EED_0F_0A_11,
+            seed: 0x5EED_F00D_0A11,
             on_dead: None,
             _payload: PhantomData,
         }

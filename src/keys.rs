@@ -63,44 +63,26 @@ impl<T> KeyTable<T> {
     /// now busy and the caller runs or schedules it); otherwise it waits
     /// behind the key's earlier jobs and `None` is returned.
     pub(crate) fn arrive(&mut self, key: Key, env: Envelope<T>) -> Option<Envelope<T>> {
-        if !self.busy.contains_key(&key) {
-            self.busy.insert(
-                key,
-                List {
+        use std::collections::hash_map::Entry;
+        let list = match self.busy.entry(key) {
+            Entry::Vacant(v) => {
+                v.insert(List {
                     head: NIL,
                     tail: NIL,
-                },
-            );
-            return Some(env);
-        }
-        let node = self.alloc(env);
-        if let Some(list) = self.busy.get_mut(&key) {
-            if list.tail == NIL {
-                list.head = node;
-            } else {
-                self.slab[list.tail].next = node;
+                });
+                return Some(env);
             }
-            list.tail = node;
+            Entry::Occupied(o) => o.into_mut(),
+        };
+        let node = alloc(&mut self.slab, &mut self.free, env);
+        if list.tail == NIL {
+            list.head = node;
+        } else {
+            self.slab[list.tail].next = node;
         }
+        list.tail = node;
         self.queued += 1;
         None
-    }
-
-    fn alloc(&mut self, env: Envelope<T>) -> usize {
-        if self.free == NIL {
-            self.slab.push(Node {
-                env: Some(env),
-                next: NIL,
-            });
-            return self.slab.len() - 1;
-        }
-        let i = self.free;
-        self.free = self.slab[i].next;
-        self.slab[i] = Node {
-            env: Some(env),
-            next: NIL,
-        };
-        i
     }
 
     /// The busy job of `key` ended. Returns the next job of the key, which
@@ -141,6 +123,22 @@ impl<T> KeyTable<T> {
         self.free = NIL;
         self.queued = 0;
     }
+}
+
+/// Takes a node from the free list, or grows the slab.
+fn alloc<T>(slab: &mut Vec<Node<T>>, free: &mut usize, env: Envelope<T>) -> usize {
+    let node = Node {
+        env: Some(env),
+        next: NIL,
+    };
+    if *free == NIL {
+        slab.push(node);
+        return slab.len() - 1;
+    }
+    let i = *free;
+    *free = slab[i].next;
+    slab[i] = node;
+    i
 }
 
 #[cfg(all(test, not(quay_loom)))]

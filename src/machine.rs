@@ -132,7 +132,7 @@ impl<T> ShardCore<T> {
     pub(crate) fn new(seed: u64, presize: usize) -> ShardCore<T> {
         ShardCore {
             keys: KeyTable::with_capacity(presize),
-            timer: Timer::default(),
+            timer: Timer::with_capacity(presize),
             ready: VecDeque::with_capacity(presize),
             rng: Rng::new(seed),
         }

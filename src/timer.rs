@@ -55,6 +55,14 @@ impl<T> Default for Timer<T> {
 }
 
 impl<T> Timer<T> {
+    /// A timer that holds `n` jobs before it must grow.
+    pub(crate) fn with_capacity(n: usize) -> Timer<T> {
+        Timer {
+            heap: BinaryHeap::with_capacity(n),
+            ..Timer::default()
+        }
+    }
+
     /// Schedules `env` to leave at `due`.
     pub(crate) fn insert(&mut self, due: Timestamp, env: Envelope<T>) {
         // A job that has started before is waiting to retry.

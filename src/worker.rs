@@ -32,6 +32,8 @@ pub(crate) struct Worker<T: Send + 'static, H> {
     handler: Arc<H>,
     /// Claimed from a ring or the core, not yet run.
     local: VecDeque<Envelope<T>>,
+    /// Claimed from the inbox, on their way into the core.
+    inbox: VecDeque<Envelope<T>>,
     batch: usize,
     /// The owner-only state machine: key table, timer, ready jobs.
     core: ShardCore<T>,
@@ -52,6 +54,7 @@ where
             handler,
             // Allocated once: ring claims and inbox drains never exceed it.
             local: VecDeque::with_capacity(2 * batch),
+            inbox: VecDeque::with_capacity(batch),
             batch,
             core: ShardCore::new(
                 seed.wrapping_add((index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
@@ -122,10 +125,15 @@ where
     /// Claims work into `local`. Returns whether there is any.
     fn fill(&mut self) -> bool {
         let me = &self.shared.shards[self.index];
+        let inbox = &mut self.inbox;
+        me.inbox.pop_batch(self.batch, |e| inbox.push_back(e));
+        // Read the clock after the claim: a job's accept time is then never
+        // later than `now`, so only a real delay sends it to the timer.
         let now = self.shared.clock.now();
-        let core = &mut self.core;
-        me.inbox.pop_batch(self.batch, |e| core.admit(e, now));
-        core.fire(now);
+        for e in self.inbox.drain(..) {
+            self.core.admit(e, now);
+        }
+        self.core.fire(now);
         while self.local.len() < self.batch {
             match self.core.pop_ready() {
                 Some(e) => self.local.push_back(e),

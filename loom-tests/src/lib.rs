@@ -4,13 +4,31 @@
 //! model with loom's [`Builder`](loom::model::Builder), bounding preemptions
 //! at 2 unless `LOOM_MAX_PREEMPTIONS` says otherwise (an unbounded search of
 //! an engine model would not finish), and prints how many interleavings it
-//! explored and how long that took.
+//! explored and how long that took. [`parking_engine`] builds the small
+//! engine the whole-engine models share.
 
 #[cfg(quay_loom)]
 mod imp {
+    use quay::{Engine, IdleStrategy, JobContext, JobError};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     use std::time::Instant;
+
+    /// The engine the whole-engine models run: `workers` workers (unpinned)
+    /// that park at once when idle, rings of 2 and room for `capacity` jobs.
+    pub fn parking_engine<H>(workers: usize, capacity: u64, handler: H) -> Engine<u64>
+    where
+        H: Fn(&JobContext, &u64) -> Result<(), JobError> + Send + Sync + 'static,
+    {
+        Engine::<u64>::builder()
+            .workers(workers)
+            .pin_workers(false)
+            .idle(IdleStrategy::Park)
+            .ring_capacity(2)
+            .capacity(capacity)
+            .build(handler)
+            .expect("valid settings")
+    }
 
     /// The preemption bound used when `LOOM_MAX_PREEMPTIONS` is not set.
     pub const DEFAULT_PREEMPTIONS: usize = 2;

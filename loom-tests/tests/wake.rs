@@ -14,24 +14,17 @@
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use loom_tests::check;
-use quay::{Engine, IdleStrategy, Job, Submitted};
+use loom_tests::{check, parking_engine};
+use quay::{Engine, Job, Submitted};
 
 /// An engine of `workers` parking workers, ring 2, capacity 2, whose handler
 /// adds one to `ran[worker]`.
 fn engine(workers: usize, ran: &Arc<Vec<AtomicUsize>>) -> Engine<u64> {
     let ran = ran.clone();
-    Engine::<u64>::builder()
-        .workers(workers)
-        .pin_workers(false)
-        .idle(IdleStrategy::Park)
-        .ring_capacity(2)
-        .capacity(2)
-        .build(move |ctx, _| {
-            ran[ctx.worker()].fetch_add(1, Ordering::Relaxed);
-            Ok(())
-        })
-        .expect("valid settings")
+    parking_engine(workers, 2, move |ctx, _| {
+        ran[ctx.worker()].fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    })
 }
 
 fn counters(n: usize) -> Arc<Vec<AtomicUsize>> {
