@@ -68,6 +68,13 @@ pub use machine::{Gauges, Settled};
 pub use retry::RetryPolicy;
 pub use shutdown::{Counts, Shutdown};
 
+/// Internals exposed for quay's own benches and fuzz targets only: not part
+/// of the API, and may change in any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::ring::Ring;
+}
+
 /// Internals exposed for the loom models in `loom-tests/` only: this module
 /// exists only under `--cfg quay_loom` and is not part of the API.
 #[cfg(quay_loom)]
@@ -76,3 +83,8 @@ pub mod __loom {
     pub use crate::park::Parker;
     pub use crate::ring::Ring;
 }
+
+/// The README's examples, run as doctests so the README stays honest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -112,3 +112,21 @@ fn two_workers_owner_or_thief() {
         "the model never had the job run by the owner and by the thief: {by:?}"
     );
 }
+
+/// Two workers; a keyed job goes to its key's owner's inbox, which no other
+/// worker may take: `notify` must wake the owner even while another worker
+/// is awake (or about to sleep).
+#[test]
+fn two_workers_keyed_owner_only() {
+    check("wake::two_workers_keyed_owner_only", || {
+        let ran = counters(2);
+        let engine = engine(2, &ran);
+        assert_eq!(
+            engine
+                .try_submit(Job::new(1u64, 1).key(7u64))
+                .map_err(|e| format!("{e:?}")),
+            Ok(Submitted::Accepted)
+        );
+        shutdown_and_check(engine, &ran);
+    });
+}
