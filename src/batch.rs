@@ -29,7 +29,10 @@ pub(crate) fn submit_batch<T: Send + 'static>(
             Err(why) => {
                 for job in jobs {
                     report.refused.push(match why {
-                        Refused::Full => SubmitError::Full(job),
+                        Refused::Full => {
+                            shared.count_rejected_full();
+                            SubmitError::Full(job)
+                        }
                         Refused::Closed => SubmitError::ShuttingDown(job),
                     });
                 }
@@ -48,7 +51,10 @@ pub(crate) fn submit_batch<T: Send + 'static>(
                 match shared.admit(env, now) {
                     Ok(Submitted::Accepted) => report.accepted += 1,
                     Ok(Submitted::Duplicate) => report.duplicates += 1,
-                    Err(env) => report.refused.push(SubmitError::Full(env.job)),
+                    Err(env) => {
+                        shared.count_rejected_full();
+                        report.refused.push(SubmitError::Full(env.job));
+                    }
                 }
             } else if shared.sem.admit_id(&env) {
                 staged.push_back(env);
@@ -94,6 +100,7 @@ fn flush<T: Send + 'static>(
         shared.shards[home].uncount_accepted(refused as u64);
         report.refused.extend(staged.drain(..).map(|e| {
             shared.sem.refuse_id(&e);
+            shared.count_rejected_full();
             SubmitError::Full(e.job)
         }));
         shared.gate.release(refused as u64);

@@ -67,6 +67,7 @@ pub(crate) struct Config {
     pub(crate) max_attempts: u32,
     pub(crate) dlq_capacity: usize,
     pub(crate) seed: u64,
+    pub(crate) record_latency: bool,
 }
 
 /// Builds an [`Engine`]. Start from [`Engine::builder`].
@@ -90,6 +91,7 @@ pub struct Builder<T> {
     max_attempts: u32,
     dlq_capacity: usize,
     seed: u64,
+    record_latency: bool,
     on_dead: Option<OnDead<T>>,
     _payload: PhantomData<fn(T)>,
 }
@@ -132,6 +134,7 @@ impl<T: Send + 'static> Builder<T> {
             max_attempts: 5,
             dlq_capacity: 10_000,
             seed: 0x5EED_F00D_0A11,
+            record_latency: true,
             on_dead: None,
             _payload: PhantomData,
         }
@@ -174,6 +177,13 @@ impl<T: Send + 'static> Builder<T> {
     /// Full jitter on (the default) or off (then the delay is the cap).
     pub fn jitter(mut self, on: bool) -> Builder<T> {
         self.retry.jitter = on;
+        self
+    }
+
+    /// Latency histograms on (the default) or off. Off, workers read the
+    /// clock once less per attempt and record nothing.
+    pub fn record_latency(mut self, on: bool) -> Builder<T> {
+        self.record_latency = on;
         self
     }
 
@@ -285,6 +295,7 @@ impl<T: Send + 'static> Builder<T> {
             max_attempts: self.max_attempts,
             dlq_capacity: self.dlq_capacity,
             seed: self.seed,
+            record_latency: self.record_latency,
         })
     }
 

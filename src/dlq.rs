@@ -106,6 +106,10 @@ impl<T> Dlq<T> {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    pub(crate) fn len(&self) -> usize {
+        relock(self.entries.lock()).len()
+    }
+
     pub(crate) fn snapshot(&self) -> Vec<DeadLetter<T>>
     where
         T: Clone,

@@ -21,6 +21,8 @@ use crate::loom::thread::{self, JoinHandle};
 use crate::machine::Semantics;
 use crate::shard::Shard;
 use crate::shutdown::{Counts, Shutdown};
+use crate::latency::{Histograms, LatencySlot};
+use crate::metrics::{Counters, GaugeSnapshot, MetricsSnapshot};
 use crate::stats::WorkerStats;
 use crate::worker::Worker;
 use crossbeam_utils::CachePadded;
@@ -39,6 +41,8 @@ pub(crate) struct Shared<T> {
     pub(crate) returned: AtomicU64,
     pub(crate) redriven: AtomicU64,
     pub(crate) sem: Semantics<T>,
+    /// Each worker's published latency histograms.
+    pub(crate) latency: Box<[LatencySlot]>,
     pub(crate) pin_warnings: Mutex<Vec<PinWarning>>,
 }
 
@@ -48,12 +52,22 @@ impl<T: Send + 'static> Shared<T> {
     pub(crate) fn try_submit(&self, job: Job<T>) -> Result<Submitted, SubmitError<T>> {
         match self.gate.try_acquire(1) {
             Ok(_) => {}
-            Err(Refused::Full) => return Err(SubmitError::Full(job)),
+            Err(Refused::Full) => {
+                self.count_rejected_full();
+                return Err(SubmitError::Full(job));
+            }
             Err(Refused::Closed) => return Err(SubmitError::ShuttingDown(job)),
         }
         let now = self.clock.now();
-        self.admit(Envelope::new(job, now), now)
-            .map_err(|env| SubmitError::Full(env.job))
+        self.admit(Envelope::new(job, now), now).map_err(|env| {
+            self.count_rejected_full();
+            SubmitError::Full(env.job)
+        })
+    }
+
+    #[cold]
+    pub(crate) fn count_rejected_full(&self) {
+        self.shards[home_shard(self.shards.len())].count_rejected_full();
     }
 
     /// Dedups and places an envelope that holds one unit of capacity. On
@@ -173,6 +187,50 @@ impl<T: Send + 'static> Shared<T> {
                 Err(RedriveError::Full)
             }
         }
+    }
+
+    pub(crate) fn metrics(&self) -> MetricsSnapshot {
+        let mut c = Counters {
+            accepted: self.shards.iter().map(|s| s.accepted()).sum(),
+            duplicates: self.shards.iter().map(|s| s.duplicates()).sum(),
+            rejected_full: self.shards.iter().map(|s| s.rejected_full()).sum(),
+            dlq_dropped: self.sem.dlq.dropped(),
+            redriven: self.redriven.load(Ordering::Relaxed),
+            returned: self.returned.load(Ordering::Relaxed),
+            dedup_evicted: self.sem.seen.as_ref().map_or(0, |s| s.evicted()),
+            wakes: self.idle.wakes(),
+            ..Counters::default()
+        };
+        let mut g = GaugeSnapshot {
+            queued_per_shard: self
+                .shards
+                .iter()
+                .map(|s| (s.ring.len() + s.inbox.len()) as u64)
+                .collect(),
+            held: self.gate.held(),
+            dead_letters: self.sem.dlq.len() as u64,
+            ..GaugeSnapshot::default()
+        };
+        for s in self.stats.iter() {
+            c.started += s.started.get();
+            c.completed += s.completed.get();
+            c.failed_attempts += s.failed_attempts.get();
+            c.retried += s.retried.get();
+            c.panicked += s.panicked.get();
+            c.dead += s.dead.get();
+            c.stolen_jobs += s.stolen_jobs.get();
+            c.steal_batches += s.steal_batches.get();
+            c.parks += s.parks.get();
+            g.retry_waiting += s.retry_waiting.get();
+            g.delayed += s.delayed.get();
+            g.key_waiting += s.key_waiting.get();
+            g.live_keys += s.live_keys.get();
+        }
+        let mut h = Histograms::default();
+        for slot in self.latency.iter() {
+            slot.add_total_to(&mut h);
+        }
+        MetricsSnapshot::new(c, g, h)
     }
 
     pub(crate) fn counts(&self) -> Counts {
@@ -342,6 +400,7 @@ impl<T: Send + 'static> Engine<T> {
             returned: AtomicU64::new(0),
             redriven: AtomicU64::new(0),
             sem: Semantics::new(&config, on_dead),
+            latency: (0..n).map(|_| LatencySlot::default()).collect(),
             pin_warnings: Mutex::new(Vec::new()),
             config,
         });
@@ -386,6 +445,22 @@ impl<T: Send + 'static> Engine<T> {
     /// engine is at rest; while it runs, each count is a recent value.
     pub fn counts(&self) -> Counts {
         self.shared.counts()
+    }
+
+    /// Every worker's counters, gauges and latency histograms, merged. See
+    /// [`MetricsSnapshot`] for how consistent it is.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.shared.metrics()
+    }
+
+    /// The latency histograms recorded since the previous call (or since
+    /// build), merged over workers: one interval of an interval log.
+    pub fn metrics_interval(&self) -> Histograms {
+        let mut h = Histograms::default();
+        for slot in self.shared.latency.iter() {
+            slot.take_interval_into(&mut h);
+        }
+        h
     }
 
     /// A snapshot of the dead-letter queue, oldest first.

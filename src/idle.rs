@@ -18,7 +18,7 @@
 //! count and the `asleep` flag and wakes the worker. A load would not do: the
 //! store-then-load pattern needs SeqCst, which loom does not model exactly.
 
-use crate::loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use crate::loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::park::Parker;
 use crossbeam_utils::CachePadded;
 use std::time::Duration;
@@ -90,6 +90,8 @@ impl Sleeper {
 pub(crate) struct Idle {
     sleeping: CachePadded<AtomicUsize>,
     sleepers: Box<[CachePadded<Sleeper>]>,
+    /// Unparks done by producers (slow path only).
+    wakes: AtomicU64,
 }
 
 impl Idle {
@@ -99,6 +101,7 @@ impl Idle {
             sleepers: (0..workers)
                 .map(|_| CachePadded::new(Sleeper::default()))
                 .collect(),
+            wakes: AtomicU64::new(0),
         }
     }
 
@@ -141,8 +144,15 @@ impl Idle {
         self.notify_slow(shard, only_owner);
     }
 
+    /// Unparks done by producers.
+    pub(crate) fn wakes(&self) -> u64 {
+        self.wakes.load(Ordering::Relaxed)
+    }
+
     #[cold]
     fn notify_slow(&self, shard: usize, only_owner: bool) {
+        // Relaxed: a statistic.
+        self.wakes.fetch_add(1, Ordering::Relaxed);
         let n = self.sleepers.len();
         let owner = &self.sleepers[shard];
         // Relaxed: made visible by the Acquire RMW in `notify`.

@@ -15,6 +15,12 @@
 //! - [`clock`]: [`Clock`], [`ManualClock`], [`Timestamp`].
 //! - [`idle`]: [`IdleStrategy`] and the sleep/wake protocol.
 //! - [`shutdown`]: the shutdown protocol, [`Shutdown`] and [`Counts`].
+//! - [`metrics`]: [`MetricsSnapshot`], counters, gauges, latency summaries.
+//! - [`latency`]: per-worker hdrhistogram recording ([`Histograms`]).
+//! - [`hgrm`]: `.hgrm` percentile output and the V2 interval log.
+//! - [`driver`]: the deterministic single-threaded [`Driver`].
+//! - [`dlq`]: [`DeadLetter`] and the dead-letter queue.
+//! - [`retry`]: [`RetryPolicy`] and the backoff RNG.
 //!
 //! Internals, one concept per file:
 //! - `loom`: the sync shim (std, or loom under `--cfg quay_loom`).
@@ -26,6 +32,9 @@
 //! - `worker`: the worker loop and stealing.
 //! - `batch`: `submit_batch`.
 //! - `stats`: single-writer per-worker counters.
+//! - `machine`: the job state machine shared by workers and the driver.
+//! - `dedup`: the seen-ID set. `keys`: per-key queues. `timer`: the
+//!   per-shard timer heap.
 //!
 //! Protocols and their memory orderings are explained in `docs/design.md`.
 
@@ -42,11 +51,14 @@ pub mod driver;
 pub mod engine;
 mod envelope;
 pub mod error;
+pub mod hgrm;
 pub mod idle;
 pub mod job;
 mod keys;
+pub mod latency;
 mod loom;
 mod machine;
+pub mod metrics;
 mod park;
 pub mod retry;
 mod ring;
@@ -61,6 +73,9 @@ pub use clock::{Clock, ManualClock, Timestamp};
 pub use dlq::DeadLetter;
 pub use driver::{Driver, Step};
 pub use engine::{BatchReport, Engine, Submitter};
+pub use hgrm::{write_hgrm, IntervalLog};
+pub use latency::Histograms;
+pub use metrics::{Counters, GaugeSnapshot, LatencySummary, MetricsSnapshot};
 pub use error::{BuildError, JobError, RedriveError, SubmitError, Submitted};
 pub use idle::IdleStrategy;
 pub use job::{Job, JobContext, JobId, Key};

@@ -28,6 +28,7 @@ pub(crate) struct Shard<T> {
 struct ProducerCounts {
     accepted: AtomicU64,
     duplicates: AtomicU64,
+    rejected_full: AtomicU64,
 }
 
 impl<T> Shard<T> {
@@ -60,6 +61,15 @@ impl<T> Shard<T> {
     pub(crate) fn count_duplicate(&self) {
         // Relaxed: a statistic.
         self.counts.duplicates.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_rejected_full(&self) {
+        // Relaxed: a statistic.
+        self.counts.rejected_full.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn rejected_full(&self) -> u64 {
+        self.counts.rejected_full.load(Ordering::Relaxed)
     }
 
     pub(crate) fn duplicates(&self) -> u64 {

@@ -21,6 +21,12 @@ impl Counter {
             .store(self.0.load(Ordering::Relaxed) + n, Ordering::Relaxed);
     }
 
+    /// Sets the value (a gauge). Only the owning worker may call this.
+    #[inline]
+    pub(crate) fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+
     pub(crate) fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
@@ -38,4 +44,10 @@ pub(crate) struct WorkerStats {
     pub(crate) stolen_jobs: Counter,
     pub(crate) steal_batches: Counter,
     pub(crate) parks: Counter,
+    // Gauges of the worker's private state, published at each flush.
+    pub(crate) ready: Counter,
+    pub(crate) key_waiting: Counter,
+    pub(crate) delayed: Counter,
+    pub(crate) retry_waiting: Counter,
+    pub(crate) live_keys: Counter,
 }

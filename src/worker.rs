@@ -21,6 +21,8 @@ use crate::idle::{Backoff, IdleStrategy};
 use crate::job::JobContext;
 use crate::loom::sync::atomic::Ordering;
 use crate::loom::sync::Arc;
+use crate::clock::Timestamp;
+use crate::latency::Recorder;
 use crate::machine::{attempt, Settled, ShardCore};
 use crate::stats::WorkerStats;
 use std::collections::VecDeque;
@@ -37,6 +39,8 @@ pub(crate) struct Worker<T: Send + 'static, H> {
     batch: usize,
     /// The owner-only state machine: key table, timer, ready jobs.
     core: ShardCore<T>,
+    /// This worker's latency histograms, flushed to its shared slot.
+    recorder: Recorder,
 }
 
 impl<T, H> Worker<T, H>
@@ -47,6 +51,7 @@ where
     pub(crate) fn new(index: usize, shared: Arc<Shared<T>>, handler: Arc<H>) -> Worker<T, H> {
         let batch = shared.config.batch;
         let seed = shared.config.seed;
+        let record = shared.config.record_latency;
         let presize = (shared.config.ring_capacity as u64).min(shared.config.capacity) as usize;
         Worker {
             index,
@@ -60,6 +65,7 @@ where
                 seed.wrapping_add((index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
                 presize,
             ),
+            recorder: Recorder::new(record),
         }
     }
 
@@ -83,6 +89,7 @@ where
                 self.run_local();
                 continue;
             }
+            self.publish();
             match self.shared.config.idle {
                 IdleStrategy::BusySpin => crate::loom::hint::spin_loop(),
                 IdleStrategy::Park => self.sleep(),
@@ -98,6 +105,7 @@ where
                 }
             }
         }
+        self.publish();
         let mut left: Vec<Envelope<T>> = self.local.drain(..).collect();
         self.core.drain_into(&mut left);
         left
@@ -193,6 +201,12 @@ where
         let shared = &*self.shared;
         let st = &shared.stats[self.index];
         st.started.add(1);
+        let start = if self.recorder.is_on() {
+            shared.clock.now()
+        } else {
+            Timestamp::default()
+        };
+        let (ready, accepted) = (env.ready_at, env.accepted_at);
         let (result, panicked) = attempt(|| (self.handler)(&ctx, &env.job.payload));
         if result.is_err() {
             st.failed_attempts.add(1);
@@ -207,7 +221,26 @@ where
             Settled::Dead => st.dead.add(1),
             Settled::Retrying => st.retried.add(1),
         }
-        settled.is_terminal()
+        let terminal = settled.is_terminal();
+        if self
+            .recorder
+            .attempt(ready, start, now, terminal.then_some(accepted))
+        {
+            self.publish();
+        }
+        terminal
+    }
+
+    /// Publishes this worker's latency samples and gauges to readers.
+    fn publish(&mut self) {
+        self.recorder.flush(&self.shared.latency[self.index]);
+        let g = self.core.gauges();
+        let st = &self.shared.stats[self.index];
+        st.ready.set(g.ready as u64);
+        st.key_waiting.set(g.key_waiting as u64);
+        st.delayed.set(g.delayed as u64);
+        st.retry_waiting.set(g.retry_waiting as u64);
+        st.live_keys.set(g.live_keys as u64);
     }
 
     /// The sleep protocol's worker side (see `idle.rs`).

@@ -115,9 +115,13 @@ fn two_workers_owner_or_thief() {
 
 /// Two workers; a keyed job goes to its key's owner's inbox, which no other
 /// worker may take: `notify` must wake the owner even while another worker
-/// is awake (or about to sleep).
+/// is awake (or about to sleep). Key 7 is owned by shard 1, while the
+/// producer's home shard is 0. The same worker, the owner, must run it in
+/// every interleaving.
 #[test]
 fn two_workers_keyed_owner_only() {
+    use std::sync::atomic::{AtomicUsize as StdUsize, Ordering as StdOrdering};
+    static OWNER: StdUsize = StdUsize::new(usize::MAX);
     check("wake::two_workers_keyed_owner_only", || {
         let ran = counters(2);
         let engine = engine(2, &ran);
@@ -127,6 +131,16 @@ fn two_workers_keyed_owner_only() {
                 .map_err(|e| format!("{e:?}")),
             Ok(Submitted::Accepted)
         );
-        shutdown_and_check(engine, &ran);
+        let w = shutdown_and_check(engine, &ran);
+        let owner =
+            match OWNER.compare_exchange(usize::MAX, w, StdOrdering::Relaxed, StdOrdering::Relaxed)
+            {
+                Ok(_) => w,
+                Err(owner) => owner,
+            };
+        assert_eq!(
+            w, owner,
+            "keyed job ran on worker {w}, and on {owner} in another run"
+        );
     });
 }
