@@ -43,7 +43,11 @@ pub fn write_hgrm<W: Write>(h: &Histogram<u64>, mut w: W) -> io::Result<()> {
             let value = v.value_iterated_to() as f64 / HGRM_SCALE;
             let q = v.quantile_iterated_to();
             if q < 1.0 {
-                writeln!(w, "{value:>12.3} {q:>2.12} {total:>10} {:>14.2}", 1.0 / (1.0 - q))?;
+                writeln!(
+                    w,
+                    "{value:>12.3} {q:>2.12} {total:>10} {:>14.2}",
+                    1.0 / (1.0 - q)
+                )?;
             } else {
                 writeln!(w, "{value:>12.3} {q:>2.12} {total:>10}")?;
             }
@@ -59,7 +63,11 @@ pub fn write_hgrm<W: Write>(h: &Histogram<u64>, mut w: W) -> io::Result<()> {
         )
     };
     writeln!(w, "#[Mean    = {mean:>12.3}, StdDeviation   = {sd:>12.3}]")?;
-    writeln!(w, "#[Max     = {max:>12.3}, Total count    = {:>12}]", h.len())?;
+    writeln!(
+        w,
+        "#[Max     = {max:>12.3}, Total count    = {:>12}]",
+        h.len()
+    )?;
     writeln!(
         w,
         "#[Buckets = {:>12}, SubBuckets     = {:>12}]",
@@ -88,7 +96,10 @@ impl<W: Write> IntervalLog<W> {
     /// relative to now.
     pub fn new(mut out: W) -> io::Result<IntervalLog<W>> {
         let start = SystemTime::now();
-        let secs = start.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+        let secs = start
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
         writeln!(out, "#[Written by quay: latencies in nanoseconds]")?;
         writeln!(out, "#[Histogram log format version 1.3]")?;
         writeln!(out, "#[StartTime: {secs:.3} (seconds since epoch)]")?;

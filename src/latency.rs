@@ -90,14 +90,15 @@ fn relock<G>(r: Result<G, std::sync::PoisonError<G>>) -> G {
 impl LatencySlot {
     /// Adds this worker's published samples into `into`.
     pub(crate) fn add_total_to(&self, into: &mut Histograms) {
-        into.add(&*relock(self.total.lock()));
+        let total = relock(self.total.lock());
+        into.add(&total);
     }
 
     /// Adds this worker's samples since the last call into `into`, and
     /// starts a new interval.
     pub(crate) fn take_interval_into(&self, into: &mut Histograms) {
         let mut g = relock(self.interval.lock());
-        into.add(&*g);
+        into.add(&g);
         g.reset();
     }
 }

@@ -73,13 +73,13 @@ pub use clock::{Clock, ManualClock, Timestamp};
 pub use dlq::DeadLetter;
 pub use driver::{Driver, Step};
 pub use engine::{BatchReport, Engine, Submitter};
-pub use hgrm::{write_hgrm, IntervalLog};
-pub use latency::Histograms;
-pub use metrics::{Counters, GaugeSnapshot, LatencySummary, MetricsSnapshot};
 pub use error::{BuildError, JobError, RedriveError, SubmitError, Submitted};
+pub use hgrm::{write_hgrm, IntervalLog};
 pub use idle::IdleStrategy;
 pub use job::{Job, JobContext, JobId, Key};
+pub use latency::Histograms;
 pub use machine::{Gauges, Settled};
+pub use metrics::{Counters, GaugeSnapshot, LatencySummary, MetricsSnapshot};
 pub use retry::RetryPolicy;
 pub use shutdown::{Counts, Shutdown};
 

@@ -14,15 +14,15 @@
 //! `Worker` is the owner-only state ("core" in tokio's terms); the engine's
 //! `Shared` is what everyone touches.
 
+use crate::clock::Timestamp;
 use crate::engine::Shared;
 use crate::envelope::Envelope;
 use crate::error::JobError;
 use crate::idle::{Backoff, IdleStrategy};
 use crate::job::JobContext;
+use crate::latency::Recorder;
 use crate::loom::sync::atomic::Ordering;
 use crate::loom::sync::Arc;
-use crate::clock::Timestamp;
-use crate::latency::Recorder;
 use crate::machine::{attempt, Settled, ShardCore};
 use crate::stats::WorkerStats;
 use std::collections::VecDeque;

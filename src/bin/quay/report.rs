@@ -99,7 +99,11 @@ pub fn text(args: &Args, o: &Outcome) -> String {
         let _ = writeln!(s, "  {k:<20} {v:>10}");
     }
     if !o.dead.is_empty() {
-        let _ = writeln!(s, "\ndead-letter queue ({} entries), first ones:", o.dead.len());
+        let _ = writeln!(
+            s,
+            "\ndead-letter queue ({} entries), first ones:",
+            o.dead.len()
+        );
         for d in o.dead.iter().take(3) {
             let _ = writeln!(
                 s,

@@ -167,13 +167,16 @@ pub fn run(args: &Args) -> Result<Outcome, String> {
     if let Some(w) = args.workers {
         b = b.workers(w);
     }
-    let engine = b.build(move |ctx, t| handle(&c, ctx, t)).map_err(|e| e.to_string())?;
+    let engine = b
+        .build(move |ctx, t| handle(&c, ctx, t))
+        .map_err(|e| e.to_string())?;
     let workers = engine.workers();
     // Panics are part of the demo's faults: keep stderr for the report.
     std::panic::set_hook(Box::new(|_| {}));
     let bar = progress(args, jobs);
     let start = Instant::now();
-    let mut request = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).map_err(|e| e.to_string())?;
+    let mut request =
+        Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).map_err(|e| e.to_string())?;
     let done = AtomicBool::new(false);
     std::thread::scope(|s| -> Result<(), String> {
         let monitor = s.spawn(|| {
@@ -224,7 +227,9 @@ fn progress(args: &Args, jobs: u64) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(jobs), ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template("{spinner} {bar:40} {pos}/{len} jobs {per_sec} eta {eta}") {
+    if let Ok(style) =
+        ProgressStyle::with_template("{spinner} {bar:40} {pos}/{len} jobs {per_sec} eta {eta}")
+    {
         bar.set_style(style);
     }
     bar
@@ -238,8 +243,9 @@ struct Pacer {
 
 impl Pacer {
     fn new(rate: u64, producers: u64, jobs_per_tick: u64) -> Pacer {
-        let period = (rate > 0)
-            .then(|| Duration::from_secs_f64(jobs_per_tick as f64 * producers as f64 / rate as f64));
+        let period = (rate > 0).then(|| {
+            Duration::from_secs_f64(jobs_per_tick as f64 * producers as f64 / rate as f64)
+        });
         Pacer {
             period,
             next: Instant::now(),
@@ -279,7 +285,8 @@ fn produce(
     jobs: u64,
     keys: u64,
 ) -> Result<Histogram<u64>, String> {
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).map_err(|e| e.to_string())?;
+    let mut hist =
+        Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).map_err(|e| e.to_string())?;
     match args.scenario {
         Scenario::Signup => {
             let requests = jobs / 5;
