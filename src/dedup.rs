@@ -37,6 +37,11 @@ use std::time::Duration;
 
 const LIVE: u64 = u64::MAX;
 
+/// Most entries a shard's table is sized for at build (2^14 × 64 shards:
+/// about a million IDs, 25 MB of address space, of which only the control
+/// bytes are touched up front).
+const PRESIZE_CAP: usize = 1 << 14;
+
 /// Job IDs are fingerprints or caller integers; fold them to 64 bits with
 /// a multiply so sequential integer IDs spread too.
 #[derive(Default)]
@@ -118,8 +123,12 @@ impl SeenSet {
         } else {
             per_shard_cap
         };
-        // Slack for an uneven hash spread over shards.
-        let presize = 2 * (live.saturating_add(remembered)).saturating_add(64);
+        // Slack for an uneven hash spread over shards; capped so a huge
+        // setting does not reserve memory up front (such tables then grow
+        // as IDs arrive, and allocate until they reach their bound).
+        let presize = (2 * live.saturating_add(remembered))
+            .saturating_add(64)
+            .min(PRESIZE_CAP);
         SeenSet {
             shards: (0..n)
                 .map(|_| {
@@ -127,7 +136,7 @@ impl SeenSet {
                     map.reserve(presize);
                     CachePadded::new(Mutex::new(Shard {
                         map,
-                        ended: VecDeque::with_capacity(remembered + 1),
+                        ended: VecDeque::with_capacity(remembered.min(PRESIZE_CAP) + 1),
                     }))
                 })
                 .collect(),
@@ -185,9 +194,22 @@ impl SeenSet {
         }
     }
 
-    /// Makes `id` live whatever its state (redrive bypasses dedup).
-    pub(crate) fn force_live(&self, id: JobId) {
-        relock(self.shard(id).lock()).map.insert(id, LIVE);
+    /// Makes `id` live whether or not it is remembered as finished
+    /// (redrive bypasses the window). Returns `false`, changing nothing, if
+    /// `id` is live already: a job with that ID is in the engine, and a
+    /// second live copy would break dedup.
+    pub(crate) fn revive(&self, id: JobId) -> bool {
+        let mut s = relock(self.shard(id).lock());
+        if s.map.get(&id) == Some(&LIVE) {
+            return false;
+        }
+        s.map.insert(id, LIVE);
+        true
+    }
+
+    /// Whether a job with `id` is live.
+    pub(crate) fn is_live(&self, id: JobId) -> bool {
+        relock(self.shard(id).lock()).map.get(&id) == Some(&LIVE)
     }
 
     /// Undoes a `try_insert` whose job was then refused.

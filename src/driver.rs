@@ -196,9 +196,16 @@ impl<T> Driver<T> {
         if self.counts.held >= self.capacity {
             return Err(RedriveError::Full);
         }
-        let dl = self.sem.dlq.take(id.into()).ok_or(RedriveError::NotFound)?;
+        let id = id.into();
+        if self.sem.is_live(id) {
+            return Err(RedriveError::Live);
+        }
+        let dl = self.sem.dlq.take(id).ok_or(RedriveError::NotFound)?;
         let now = self.clock.now();
-        let env = self.sem.revive(dl, now);
+        let env = self.sem.revive(dl, now).map_err(|dl| {
+            self.sem.dlq.put_back(dl);
+            RedriveError::Live
+        })?;
         self.counts.redriven += 1;
         self.accept(env, now);
         Ok(())

@@ -156,6 +156,9 @@ impl<T: Send + 'static> Shared<T> {
     /// Takes the newest dead letter with `id` out of the DLQ and submits it
     /// again with its attempts reset, bypassing dedup.
     pub(crate) fn redrive(&self, id: JobId) -> Result<(), RedriveError> {
+        if self.sem.is_live(id) {
+            return Err(RedriveError::Live);
+        }
         let dl = self.sem.dlq.take(id).ok_or(RedriveError::NotFound)?;
         match self.gate.try_acquire(1) {
             Ok(_) => {}
@@ -168,7 +171,14 @@ impl<T: Send + 'static> Shared<T> {
             }
         }
         let now = self.clock.now();
-        let env = self.sem.revive(dl, now);
+        let env = match self.sem.revive(dl, now) {
+            Ok(env) => env,
+            Err(dl) => {
+                self.sem.dlq.put_back(dl);
+                self.gate.release(1);
+                return Err(RedriveError::Live);
+            }
+        };
         match self.try_place(env, now) {
             Ok(()) => {
                 self.redriven.fetch_add(1, Ordering::Relaxed);
@@ -500,7 +510,7 @@ impl<T: Send + 'static> Engine<T> {
         for id in ids {
             match self.shared.redrive(id) {
                 Ok(()) => n += 1,
-                Err(RedriveError::NotFound) => {}
+                Err(RedriveError::NotFound | RedriveError::Live) => {}
                 Err(e) => return if n > 0 { Ok(n) } else { Err(e) },
             }
         }

@@ -200,6 +200,9 @@ pub enum RedriveError {
     Full,
     /// The engine is shutting down.
     ShuttingDown,
+    /// A job with that ID is live (it was resubmitted since it died):
+    /// redriving would run two jobs with one ID.
+    Live,
 }
 
 impl fmt::Display for RedriveError {
@@ -208,6 +211,7 @@ impl fmt::Display for RedriveError {
             RedriveError::NotFound => "no dead letter has that id",
             RedriveError::Full => "no room to redrive",
             RedriveError::ShuttingDown => "engine shutting down",
+            RedriveError::Live => "a job with that id is live",
         })
     }
 }

@@ -65,15 +65,23 @@ impl<T> Semantics<T> {
         }
     }
 
+    /// Whether a job with `id` is live (never, with dedup off).
+    pub(crate) fn is_live(&self, id: crate::job::JobId) -> bool {
+        self.seen.as_ref().is_some_and(|s| s.is_live(id))
+    }
+
     /// Turns a dead letter back into a fresh job: attempts and errors reset,
-    /// its ID live again whatever dedup remembers.
-    pub(crate) fn revive(&self, dl: DeadLetter<T>, now: Timestamp) -> Envelope<T> {
+    /// its ID live again whatever dedup remembers of its death. Hands the
+    /// dead letter back if a job with its ID is live now.
+    pub(crate) fn revive(&self, dl: DeadLetter<T>, now: Timestamp) -> Result<Envelope<T>, DeadLetter<T>> {
         if let Some(s) = &self.seen {
-            s.force_live(dl.job.id);
+            if !s.revive(dl.job.id) {
+                return Err(dl);
+            }
         }
         let mut job = dl.job;
         job.schedule = crate::job::Schedule::Now;
-        Envelope::new(job, now)
+        Ok(Envelope::new(job, now))
     }
 }
 

@@ -1,0 +1,239 @@
+//! The retry/DLQ state machine against a plain model.
+//!
+//! Operations drive quay's deterministic `Driver` (the very state machine
+//! the threaded engine's workers run) and a reference model written here
+//! with a `HashMap` and `VecDeque`s. After every step: dedup answers match,
+//! attempts stay within the limit, per-key order holds, delays never start
+//! early, no job succeeds twice, the DLQ matches, and conservation holds.
+#![no_main]
+
+use arbitrary::Arbitrary;
+use libfuzzer_sys::fuzz_target;
+use quay::{Engine, Job, JobError, RedriveError, Settled, SubmitError, Submitted};
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+const WINDOW_MS: u64 = 100;
+const MAX_ATTEMPTS: u32 = 3;
+const CAPACITY: usize = 12;
+const DLQ: usize = 4;
+
+#[derive(Arbitrary, Debug, Clone, Copy)]
+enum Outcome {
+    Ok,
+    Retry,
+    Fatal,
+    Panic,
+}
+
+#[derive(Arbitrary, Debug)]
+enum Op {
+    Submit { id: u8, key: Option<u8>, delay_ms: Option<u8> },
+    Run(Outcome),
+    Advance { ms: u8 },
+    Redrive { id: u8 },
+    ShutdownNow,
+}
+
+struct MJob {
+    key: Option<u64>,
+    attempts: u32,
+    /// Not before this time (ms): accept + delay, or redrive time.
+    due: u64,
+}
+
+#[derive(Default)]
+struct Model {
+    now: u64,
+    closed: bool,
+    live: HashMap<u64, MJob>,
+    /// Finished IDs and when they finished.
+    done: HashMap<u64, u64>,
+    /// Per key, live jobs in accept order.
+    keys: HashMap<u64, VecDeque<u64>>,
+    /// Dead letters: (id, key), oldest first.
+    dlq: VecDeque<(u64, Option<u64>)>,
+    completed: u64,
+    dead: u64,
+    returned: u64,
+    accepted: u64,
+}
+
+impl Model {
+    fn remembered(&self, id: u64) -> bool {
+        self.live.contains_key(&id) || self.done.get(&id).is_some_and(|&t| self.now - t < WINDOW_MS)
+    }
+
+    fn accept(&mut self, id: u64, key: Option<u64>, due: u64) {
+        self.accepted += 1;
+        self.done.remove(&id);
+        self.live.insert(id, MJob { key, attempts: 0, due });
+        if let Some(k) = key {
+            self.keys.entry(k).or_default().push_back(id);
+        }
+    }
+
+    /// Ends a live job; returns its key.
+    fn end(&mut self, id: u64) -> Option<u64> {
+        let job = self.live.remove(&id).expect("model: ended job is live");
+        if let Some(k) = job.key {
+            let q = self.keys.get_mut(&k).expect("model: key queue");
+            assert_eq!(q.pop_front(), Some(id));
+            if q.is_empty() {
+                self.keys.remove(&k);
+            }
+        }
+        self.done.insert(id, self.now);
+        job.key
+    }
+
+    /// A job the driver must be able to start now: never started (or
+    /// redriven), due, and unkeyed or at its key's head.
+    fn surely_runnable(&self) -> Option<u64> {
+        self.live.iter().find_map(|(&id, j)| {
+            let head = j.key.map_or(true, |k| self.keys[&k].front() == Some(&id));
+            (j.attempts == 0 && j.due <= self.now && head).then_some(id)
+        })
+    }
+}
+
+fuzz_target!(|ops: Vec<Op>| {
+    std::panic::set_hook(Box::new(|info| {
+        if !info.to_string().contains("injected panic") {
+            eprintln!("{info}");
+        }
+    }));
+    let mut d = Engine::<u64>::builder()
+        .capacity(CAPACITY as u64)
+        .max_attempts(MAX_ATTEMPTS)
+        .dedup_window(Duration::from_millis(WINDOW_MS))
+        .dedup_capacity(100_000)
+        .dlq_capacity(DLQ)
+        .backoff(Duration::from_millis(1), Duration::from_millis(8))
+        .seed(7)
+        .driver()
+        .expect("valid settings");
+    let mut m = Model::default();
+    for op in ops.into_iter().take(400) {
+        match op {
+            Op::Submit { id, key, delay_ms } => {
+                let (id, key) = (id as u64 % 8, key.map(|k| k as u64 % 3));
+                let mut job = Job::new(id, id);
+                if let Some(k) = key {
+                    job = job.key(k);
+                }
+                if let Some(ms) = delay_ms {
+                    job = job.delay(Duration::from_millis(ms as u64 % 20));
+                }
+                let got = d.submit(job);
+                if m.closed {
+                    assert!(matches!(got, Err(SubmitError::ShuttingDown(_))));
+                } else if m.live.len() >= CAPACITY {
+                    assert!(matches!(got, Err(SubmitError::Full(_))));
+                } else if m.remembered(id) {
+                    assert_eq!(got.ok(), Some(Submitted::Duplicate), "dedup answer");
+                } else {
+                    assert_eq!(got.ok(), Some(Submitted::Accepted), "dedup answer");
+                    m.accept(id, key, m.now + delay_ms.map_or(0, |ms| ms as u64 % 20));
+                }
+            }
+            Op::Run(outcome) => {
+                let step = d.run_next(|_, _| match outcome {
+                    Outcome::Ok => Ok(()),
+                    Outcome::Retry => Err(JobError::retry("fuzz")),
+                    Outcome::Fatal => Err(JobError::fatal("fuzz")),
+                    Outcome::Panic => panic!("injected panic"),
+                });
+                let Some(step) = step else {
+                    assert!(m.closed || m.surely_runnable().is_none(), "a runnable job did not run");
+                    continue;
+                };
+                assert!(!m.closed);
+                let id = step.id.as_u128() as u64;
+                let job = m.live.get_mut(&id).expect("a job that is not live ran");
+                job.attempts += 1;
+                assert_eq!(step.attempt, job.attempts);
+                assert!(step.attempt <= MAX_ATTEMPTS, "attempts over the limit");
+                if step.attempt == 1 {
+                    assert!(job.due <= m.now, "a delayed job started early");
+                }
+                if let Some(k) = job.key {
+                    assert_eq!(m.keys[&k].front(), Some(&id), "per-key order");
+                }
+                assert_eq!(step.panicked, matches!(outcome, Outcome::Panic));
+                let want = match outcome {
+                    Outcome::Ok => Settled::Completed,
+                    Outcome::Fatal => Settled::Dead,
+                    _ if step.attempt >= MAX_ATTEMPTS => Settled::Dead,
+                    _ => Settled::Retrying,
+                };
+                assert_eq!(step.settled, want);
+                match want {
+                    Settled::Completed => {
+                        m.completed += 1;
+                        m.end(id);
+                    }
+                    Settled::Dead => {
+                        m.dead += 1;
+                        let key = m.end(id);
+                        if m.dlq.len() == DLQ {
+                            m.dlq.pop_front();
+                        }
+                        m.dlq.push_back((id, key));
+                    }
+                    Settled::Retrying => {}
+                }
+            }
+            Op::Advance { ms } => {
+                m.now += ms as u64 % 50;
+                d.advance(Duration::from_millis(ms as u64 % 50));
+            }
+            Op::Redrive { id } => {
+                let id = id as u64 % 8;
+                let got = d.redrive(id);
+                let want = if m.closed {
+                    Err(RedriveError::ShuttingDown)
+                } else if m.live.len() >= CAPACITY {
+                    Err(RedriveError::Full)
+                } else if m.live.contains_key(&id) {
+                    Err(RedriveError::Live)
+                } else if let Some(at) = m.dlq.iter().rposition(|&(x, _)| x == id) {
+                    let (_, key) = m.dlq.remove(at).expect("index from rposition");
+                    m.accept(id, key, m.now);
+                    Ok(())
+                } else {
+                    Err(RedriveError::NotFound)
+                };
+                assert_eq!(got, want);
+            }
+            Op::ShutdownNow => {
+                let mut back: Vec<u64> = d.shutdown_now().iter().map(|j| *j.payload()).collect();
+                back.sort_unstable();
+                if !m.closed {
+                    let mut want: Vec<u64> = m.live.keys().copied().collect();
+                    want.sort_unstable();
+                    assert_eq!(back, want, "shutdown_now leftovers");
+                    m.returned += want.len() as u64;
+                    m.live.clear();
+                    m.keys.clear();
+                    m.closed = true;
+                } else {
+                    assert!(back.is_empty());
+                }
+            }
+        }
+        let c = d.counts();
+        assert_eq!(c.accepted, c.completed + c.dead + c.returned + c.held, "conservation");
+        assert_eq!(
+            (c.accepted, c.completed, c.dead, c.returned, c.held),
+            (m.accepted, m.completed, m.dead, m.returned, m.live.len() as u64)
+        );
+        let dlq: Vec<(u64, Option<u64>)> = d
+            .dead_letters()
+            .iter()
+            .map(|dl| (*dl.job.payload(), dl.job.group_key().map(|k| k.as_u64())))
+            .collect();
+        assert_eq!(dlq, m.dlq.iter().copied().collect::<Vec<_>>(), "DLQ contents");
+    }
+});
+
