@@ -55,6 +55,8 @@ pub struct PinWarning {
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
     pub(crate) workers: usize,
+    // Read by `Worker::pin`, which loom builds compile out.
+    #[cfg_attr(quay_loom, allow(dead_code))]
     pub(crate) cores: Vec<Option<usize>>,
     pub(crate) capacity: u64,
     pub(crate) ring_capacity: usize,

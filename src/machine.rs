@@ -73,7 +73,11 @@ impl<T> Semantics<T> {
     /// Turns a dead letter back into a fresh job: attempts and errors reset,
     /// its ID live again whatever dedup remembers of its death. Hands the
     /// dead letter back if a job with its ID is live now.
-    pub(crate) fn revive(&self, dl: DeadLetter<T>, now: Timestamp) -> Result<Envelope<T>, DeadLetter<T>> {
+    pub(crate) fn revive(
+        &self,
+        dl: DeadLetter<T>,
+        now: Timestamp,
+    ) -> Result<Envelope<T>, DeadLetter<T>> {
         if let Some(s) = &self.seen {
             if !s.revive(dl.job.id) {
                 return Err(dl);

@@ -245,14 +245,11 @@ impl<T> Ring<T> {
     /// A snapshot of how many values the ring holds. Racy by nature: exact
     /// only when no other thread is pushing or popping.
     pub fn len(&self) -> usize {
-        loop {
-            let tail = self.tail.load(Ordering::Acquire);
-            let head = self.head.load(Ordering::Acquire);
-            // Re-read tail so the pair is from one moment.
-            if self.tail.load(Ordering::Acquire) == tail {
-                return tail.wrapping_sub(head).min(self.capacity());
-            }
-        }
+        // Nothing orders the two loads against each other, so `tail` may be
+        // older than `head`: a negative distance then reads as empty.
+        let head = self.head.load(Ordering::Acquire);
+        let tail = self.tail.load(Ordering::Acquire);
+        diff(tail, head).clamp(0, self.capacity() as isize) as usize
     }
 
     /// Whether the ring looks empty; see [`Ring::len`].
@@ -294,7 +291,7 @@ mod tests {
         let mut model = VecDeque::new();
         let mut next = 0u32;
         let mut rng = 12345u64;
-        for _ in 0..10_000 {
+        for _ in 0..if cfg!(miri) { 500 } else { 10_000 } {
             rng ^= rng << 13;
             rng ^= rng >> 7;
             rng ^= rng << 17;
@@ -329,6 +326,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "threads spinning on yield are too slow under miri")]
     fn mpmc_no_loss_no_duplication() {
         let r = Arc::new(Ring::new(64));
         let per = 20_000usize;

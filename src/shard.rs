@@ -75,9 +75,4 @@ impl<T> Shard<T> {
     pub(crate) fn duplicates(&self) -> u64 {
         self.counts.duplicates.load(Ordering::Relaxed)
     }
-
-    /// Whether the owner has anything to pick up here.
-    pub(crate) fn has_work_for_owner(&self) -> bool {
-        !self.ring.is_empty() || !self.inbox.is_empty()
-    }
 }

@@ -243,17 +243,21 @@ where
         st.live_keys.set(g.live_keys as u64);
     }
 
-    /// The sleep protocol's worker side (see `idle.rs`).
+    /// The sleep protocol's worker side (see `idle.rs`). The re-check after
+    /// the announce is `fill` itself: it sees exactly the jobs it could take.
+    /// (A check by ring length would count a position a producer has claimed
+    /// but not yet published, and the worker would spin instead of parking;
+    /// that producer's `notify` comes after its publish and wakes us.)
     fn sleep(&mut self) {
-        let idle = &self.shared.idle;
-        idle.announce(self.index);
+        self.shared.idle.announce(self.index);
         // Acquire pairs with the Release store in shutdown.
-        if self.shared.stop.load(Ordering::Acquire) || self.any_work() {
-            idle.cancel(self.index);
+        if self.shared.stop.load(Ordering::Acquire) || self.fill() {
+            self.shared.idle.cancel(self.index);
             return;
         }
         self.stats().parks.add(1);
-        idle.sleep(self.index, self.timer_timeout());
+        let timeout = self.timer_timeout();
+        self.shared.idle.sleep(self.index, timeout);
     }
 
     /// How long a sleep may last before the earliest timer is due. A manual
@@ -266,18 +270,5 @@ where
         } else {
             due.saturating_since(clock.now())
         })
-    }
-
-    /// Whether any queue this worker could run from holds a job.
-    fn any_work(&self) -> bool {
-        let shards = &self.shared.shards;
-        let due = self
-            .core
-            .next_due()
-            .is_some_and(|d| d <= self.shared.clock.now());
-        self.core.has_ready()
-            || due
-            || shards[self.index].has_work_for_owner()
-            || shards.iter().any(|s| !s.ring.is_empty())
     }
 }
