@@ -76,11 +76,17 @@ impl Histograms {
 }
 
 /// What readers share with one worker: everything it flushed, in total and
-/// since the last `metrics_interval` call.
+/// since the last `metrics_interval` call, under one lock so that the two
+/// never disagree.
 #[derive(Default)]
 pub(crate) struct LatencySlot {
-    total: Mutex<Histograms>,
-    interval: Mutex<Histograms>,
+    inner: Mutex<Published>,
+}
+
+#[derive(Default)]
+struct Published {
+    total: Histograms,
+    interval: Histograms,
 }
 
 fn relock<G>(r: Result<G, std::sync::PoisonError<G>>) -> G {
@@ -90,16 +96,16 @@ fn relock<G>(r: Result<G, std::sync::PoisonError<G>>) -> G {
 impl LatencySlot {
     /// Adds this worker's published samples into `into`.
     pub(crate) fn add_total_to(&self, into: &mut Histograms) {
-        let total = relock(self.total.lock());
-        into.add(&total);
+        let p = relock(self.inner.lock());
+        into.add(&p.total);
     }
 
     /// Adds this worker's samples since the last call into `into`, and
     /// starts a new interval.
     pub(crate) fn take_interval_into(&self, into: &mut Histograms) {
-        let mut g = relock(self.interval.lock());
-        into.add(&g);
-        g.reset();
+        let mut p = relock(self.inner.lock());
+        into.add(&p.interval);
+        p.interval.reset();
     }
 }
 
@@ -154,8 +160,10 @@ impl Recorder {
         if self.unflushed == 0 {
             return;
         }
-        relock(slot.total.lock()).add(h);
-        relock(slot.interval.lock()).add(h);
+        let mut p = relock(slot.inner.lock());
+        p.total.add(h);
+        p.interval.add(h);
+        drop(p);
         h.reset();
         self.unflushed = 0;
     }
