@@ -379,3 +379,35 @@ fn blocking_submit_waits_when_rings_fill_before_capacity() {
     assert_eq!(report.counts.completed, 15_000);
     assert!(report.counts.is_conserved());
 }
+
+#[test]
+fn shutdown_timeout_runs_what_it_can_then_returns_the_rest() {
+    let latch = Latch::new();
+    let l = latch.clone();
+    let engine = Engine::<u64>::builder()
+        .workers(1)
+        .pin_workers(false)
+        .build(move |_, &n| {
+            if n == 0 {
+                l.wait();
+            }
+            Ok(())
+        })
+        .unwrap();
+    for n in 0..100u64 {
+        engine.submit(Job::new(n, n)).unwrap();
+    }
+    // Job 0 blocks the only worker past the deadline; it finishes (a
+    // running handler is never abandoned), and the rest come back.
+    let opener = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        latch.open();
+    });
+    let report = engine.shutdown_timeout(Duration::from_millis(10));
+    opener.join().unwrap();
+    let c = report.counts;
+    assert!(c.completed >= 1, "the running job finished");
+    assert_eq!(c.returned, report.returned.len() as u64);
+    assert_eq!(c.completed + c.returned, 100);
+    assert!(c.is_conserved());
+}
