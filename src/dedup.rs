@@ -90,7 +90,7 @@ impl Default for DedupConfig {
 }
 
 /// The sharded seen-ID set.
-pub(crate) struct SeenSet {
+pub struct SeenSet {
     shards: Box<[CachePadded<Mutex<Shard>>]>,
     mask: usize,
     window: u64,
@@ -110,7 +110,7 @@ impl SeenSet {
     /// allocation) while at most half full, so a running engine allocates
     /// nothing here. Only the control bytes are touched up front; the
     /// buckets' pages are faulted in as IDs arrive.
-    pub(crate) fn new(cfg: DedupConfig, live_bound: u64) -> SeenSet {
+    pub fn new(cfg: DedupConfig, live_bound: u64) -> SeenSet {
         // Enough shards that workers and producers rarely meet on one lock;
         // fewer under loom to keep the model small.
         let n = if cfg!(quay_loom) { 2 } else { 64 };
@@ -176,7 +176,7 @@ impl SeenSet {
 
     /// Marks `id` live if it is new. Returns `false` for a duplicate: live,
     /// or terminal within the window.
-    pub(crate) fn try_insert(&self, id: JobId, now: Timestamp) -> bool {
+    pub fn try_insert(&self, id: JobId, now: Timestamp) -> bool {
         let now = now.as_nanos();
         let mut s = relock(self.shard(id).lock());
         self.trim(&mut s, now);
@@ -221,7 +221,7 @@ impl SeenSet {
     }
 
     /// `id` reached a terminal state at `now`.
-    pub(crate) fn finish(&self, id: JobId, now: Timestamp) {
+    pub fn finish(&self, id: JobId, now: Timestamp) {
         let now = now.as_nanos().min(LIVE - 1);
         let mut s = relock(self.shard(id).lock());
         if self.window == 0 {

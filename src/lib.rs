@@ -87,6 +87,7 @@ pub use shutdown::{Counts, Shutdown};
 /// of the API, and may change in any release.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::dedup::{DedupConfig, SeenSet};
     pub use crate::ring::Ring;
 }
 

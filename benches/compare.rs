@@ -1,0 +1,204 @@
+//! `cargo bench --bench compare`: quay against the pools a user would build
+//! by hand, in one run, on the same machine, with the same pinning.
+//!
+//! Prints the throughput table (system, jobs/s, ns/job, and how many times
+//! quay's rate each system's is), quay's per-job cost at two run lengths,
+//! and the queue-wait table at fixed offered loads. `--quick` (or
+//! `QUAY_COMPARE_QUICK=1`) makes every run short: a smoke test for CI.
+//! `--csv PATH` also writes the throughput rows for plotting.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use common::latency::{offered, LatSystem};
+use common::{rate, run, Shape, System};
+use quay::{IdleStrategy, LatencySummary};
+use std::fmt::Write as _;
+use std::time::Duration;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick =
+        args.iter().any(|a| a == "--quick") || std::env::var_os("QUAY_COMPARE_QUICK").is_some();
+    let csv = args
+        .iter()
+        .position(|a| a == "--csv")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let svg = args
+        .iter()
+        .position(|a| a == "--svg")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let mut bars: Vec<(String, f64)> = Vec::new();
+    let n: u64 = if quick { 20_000 } else { 2_000_000 };
+    let reps = if quick { 1 } else { 3 };
+    println!("quay comparison: {n} jobs per run, best of {reps}");
+    println!(
+        "machine: {}, {} cores",
+        cpu_model(),
+        core_affinity::get_core_ids().map_or(0, |c| c.len())
+    );
+    let mut rows = String::from("shape,system,jobs_per_s,ns_per_job,quay_times\n");
+    println!(
+        "\n{:<22} {:<36} {:>12} {:>9} {:>8}",
+        "shape", "system", "jobs/s", "ns/job", "quay ×"
+    );
+    for shape in [Shape::P1W1, Shape::P2W2, Shape::BATCH, Shape::KEYED] {
+        let mut results: Vec<(System, f64)> = Vec::new();
+        for sys in System::ALL {
+            if !sys.fits(shape)
+                || (sys != System::Quay && shape.batch > 1 && sys == System::Disruptor)
+            {
+                continue;
+            }
+            let best = (0..reps)
+                .map(|_| run(sys, shape, n))
+                .min()
+                .unwrap_or_default();
+            results.push((sys, rate(n, best)));
+        }
+        let quay = results
+            .iter()
+            .find(|(s, _)| *s == System::Quay)
+            .map_or(1.0, |r| r.1);
+        for (sys, r) in &results {
+            let times = quay / r;
+            println!(
+                "{:<22} {:<36} {:>12.0} {:>9.1} {:>8.2}",
+                shape.name(),
+                sys.name(),
+                r,
+                1e9 / r,
+                times
+            );
+            let _ = writeln!(
+                rows,
+                "{},{},{:.0},{:.1},{:.3}",
+                shape.name(),
+                sys.name(),
+                r,
+                1e9 / r,
+                times
+            );
+            bars.push((format!("{} · {}", shape.name(), sys.name()), *r));
+        }
+    }
+    // Per-job cost flat over run length (quay, 1P/1W).
+    let (small, large) = if quick {
+        (10_000, 100_000)
+    } else {
+        (100_000, 10_000_000)
+    };
+    let t_small = (0..reps)
+        .map(|_| run(System::Quay, Shape::P1W1, small))
+        .min()
+        .unwrap_or_default();
+    let t_large = run(System::Quay, Shape::P1W1, large);
+    println!(
+        "\nquay 1P/1W per-job cost: {:.1} ns at {small} jobs, {:.1} ns at {large} jobs",
+        t_small.as_nanos() as f64 / small as f64,
+        t_large.as_nanos() as f64 / large as f64
+    );
+    // Queue wait at fixed offered loads.
+    let dur = if quick {
+        Duration::from_millis(100)
+    } else {
+        Duration::from_secs(2)
+    };
+    println!("\nqueue wait at a fixed offered load, 1 producer, 1 worker (µs)");
+    println!(
+        "{:<10} {:<28} {:>9} {:>9} {:>9} {:>9}",
+        "offered", "system", "p50", "p99", "p999", "max"
+    );
+    for load in [100_000u64, 200_000, 500_000] {
+        for sys in [
+            LatSystem::Quay(IdleStrategy::BusySpin),
+            LatSystem::Quay(IdleStrategy::default()),
+            LatSystem::Quay(IdleStrategy::Park),
+            LatSystem::CrossbeamPool,
+        ] {
+            let s = LatencySummary::of(&offered(sys, load, dur));
+            let us = |v: u64| v as f64 / 1_000.0;
+            println!(
+                "{:<10} {:<28} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+                format!("{}k/s", load / 1_000),
+                sys.name(),
+                us(s.p50),
+                us(s.p99),
+                us(s.p999),
+                us(s.max)
+            );
+        }
+    }
+    if let Some(path) = svg {
+        if let Err(e) = plot(&path, &bars) {
+            eprintln!("compare: could not draw {path}: {e}");
+        }
+    }
+    if let Some(path) = csv {
+        if let Err(e) = std::fs::write(&path, rows) {
+            eprintln!("compare: could not write {path}: {e}");
+        }
+    }
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// A horizontal bar chart of jobs/s, one bar per (shape, system).
+fn plot(path: &str, bars: &[(String, f64)]) -> Result<(), String> {
+    use plotters::prelude::*;
+    let e = |x: &dyn std::fmt::Display| x.to_string();
+    let h = 40 + 22 * bars.len() as u32;
+    let root = SVGBackend::new(path, (1000, h)).into_drawing_area();
+    root.fill(&WHITE).map_err(|x| e(&x))?;
+    let max = bars.iter().map(|b| b.1).fold(1.0, f64::max) * 1.05;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "throughput by system (jobs/s, no-op jobs, dedup on)",
+            ("sans-serif", 18),
+        )
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(380)
+        .build_cartesian_2d(0.0..max, (0..bars.len()).into_segmented())
+        .map_err(|x| e(&x))?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(bars.len())
+        .y_label_formatter(&|y| match y {
+            SegmentValue::CenterOf(i) => bars.get(*i).map(|b| b.0.clone()).unwrap_or_default(),
+            _ => String::new(),
+        })
+        .x_label_formatter(&|x| format!("{:.0}M", x / 1e6))
+        .draw()
+        .map_err(|x| e(&x))?;
+    chart
+        .draw_series(bars.iter().enumerate().map(|(i, (name, v))| {
+            let color = if name.contains("quay") {
+                RED.filled()
+            } else {
+                BLUE.mix(0.6).filled()
+            };
+            Rectangle::new(
+                [
+                    (0.0, SegmentValue::Exact(i)),
+                    (*v, SegmentValue::Exact(i + 1)),
+                ],
+                color,
+            )
+        }))
+        .map_err(|x| e(&x))?;
+    root.present().map_err(|x| e(&x))
+}
