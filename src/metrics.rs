@@ -7,10 +7,9 @@
 //! after another, not at one instant: while the engine runs, two counters
 //! may disagree by the jobs that moved between the reads (say, `completed`
 //! read before a job finished and `accepted` after a new one arrived).
-//! Gauges are published by each worker when it flushes (every
-//! [`FLUSH_EVERY`](crate::latency) samples, and whenever it goes idle), and
-//! histograms likewise, so a busy worker's share may be up to that many
-//! samples behind. At rest (workers idle) or after shutdown, every figure
+//! Gauges are published by each worker when it flushes (every 16 384
+//! samples, and once it has been idle for 200 µs), and histograms likewise,
+//! so a busy worker's share may be up to that many samples behind. At rest (workers idle) or after shutdown, every figure
 //! is exact and `accepted == completed + dead + returned + held`.
 
 use crate::latency::Histograms;

@@ -41,7 +41,13 @@ pub(crate) struct Worker<T: Send + 'static, H> {
     core: ShardCore<T>,
     /// This worker's latency histograms, flushed to its shared slot.
     recorder: Recorder,
+    /// Whether anything happened since the last `publish`.
+    dirty: bool,
 }
+
+/// How long a worker must have been idle before it publishes its samples
+/// and gauges (and how long a dirty worker parks before it does).
+const PUBLISH_IDLE: Duration = Duration::from_micros(200);
 
 impl<T, H> Worker<T, H>
 where
@@ -66,6 +72,7 @@ where
                 presize,
             ),
             recorder: Recorder::new(record),
+            dirty: false,
         }
     }
 
@@ -84,23 +91,26 @@ where
                 break;
             }
             if self.fill() {
+                self.dirty = true;
                 idle_since = None;
                 backoff.reset();
                 self.run_local();
                 continue;
             }
-            self.publish();
+            let idle_for = idle_since.get_or_insert_with(Instant::now).elapsed();
+            // Publish once the worker has really gone idle, never between
+            // closely spaced jobs: a flush walks whole histograms.
+            if self.dirty && idle_for >= PUBLISH_IDLE {
+                self.publish();
+            }
             match self.shared.config.idle {
                 IdleStrategy::BusySpin => crate::loom::hint::spin_loop(),
                 IdleStrategy::Park => self.sleep(),
                 IdleStrategy::SpinThenPark { spin } => {
-                    let since = *idle_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() < spin {
+                    if idle_for < spin {
                         backoff.snooze();
                     } else {
                         self.sleep();
-                        idle_since = None;
-                        backoff.reset();
                     }
                 }
             }
@@ -233,6 +243,7 @@ where
 
     /// Publishes this worker's latency samples and gauges to readers.
     fn publish(&mut self) {
+        self.dirty = false;
         self.recorder.flush(&self.shared.latency[self.index]);
         let g = self.core.gauges();
         let st = &self.shared.stats[self.index];
@@ -256,7 +267,12 @@ where
             return;
         }
         self.stats().parks.add(1);
-        let timeout = self.timer_timeout();
+        let mut timeout = self.timer_timeout();
+        if self.dirty {
+            // Wake once more after `PUBLISH_IDLE` to publish, then sleep
+            // for good: at rest, readers see everything.
+            timeout = Some(timeout.map_or(PUBLISH_IDLE, |t| t.min(PUBLISH_IDLE)));
+        }
         self.shared.idle.sleep(self.index, timeout);
     }
 

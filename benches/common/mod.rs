@@ -381,11 +381,17 @@ fn disruptor_run(n: u64) -> Duration {
             d.store(d.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         })
         .build();
-    pin(1);
-    for i in 0..n {
-        producer.publish(|e| *e = i);
-    }
-    drop(producer); // joins the consumer after it has drained the ring
+    // Publish from a pinned thread of our own: pinning the caller would
+    // shrink its affinity mask for every later run in this process.
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            pin(1);
+            for i in 0..n {
+                producer.publish(|e| *e = i);
+            }
+            drop(producer); // joins the consumer after it has drained the ring
+        });
+    });
     let elapsed = start.elapsed();
     assert_eq!(done.load(Ordering::Relaxed), n, "disruptor lost events");
     elapsed
@@ -464,11 +470,15 @@ pub mod latency {
                         Ok(())
                     })
                     .expect("engine");
-                pin(1);
-                for i in 0..n {
-                    let t = pace(i);
-                    let _ = engine.submit(Job::new(super::mix(i), t));
-                }
+                std::thread::scope(|s| {
+                    s.spawn(|| {
+                        pin(1);
+                        for i in 0..n {
+                            let t = pace(i);
+                            let _ = engine.submit(Job::new(super::mix(i), t));
+                        }
+                    });
+                });
                 engine.shutdown();
             }
             LatSystem::CrossbeamPool => {
@@ -481,14 +491,15 @@ pub mod latency {
                             record(t);
                         }
                     });
-                    pin(1);
-                    for i in 0..n {
-                        let t = pace(i);
-                        if seen.insert(super::mix(i)) {
-                            tx.send(t).unwrap();
+                    s.spawn(move || {
+                        pin(1);
+                        for i in 0..n {
+                            let t = pace(i);
+                            if seen.insert(super::mix(i)) {
+                                tx.send(t).unwrap();
+                            }
                         }
-                    }
-                    drop(tx);
+                    });
                 });
             }
         }
