@@ -81,7 +81,11 @@ fn main() {
                 1e9 / r,
                 times
             );
-            bars.push((format!("{} · {}", shape.name(), sys.name()), *r));
+            // The raw disruptor handoff is off the scale of job systems:
+            // it stays in the table, not the plot.
+            if *sys != System::Disruptor {
+                bars.push((format!("{} · {}", shape.name(), sys.name()), *r));
+            }
         }
     }
     // Per-job cost flat over run length (quay, 1P/1W).
