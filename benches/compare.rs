@@ -10,9 +10,7 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use common::latency::{offered, LatSystem};
 use common::{rate, run, Shape, System};
-use quay::{IdleStrategy, LatencySummary};
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -110,31 +108,8 @@ fn main() {
     } else {
         Duration::from_secs(2)
     };
-    println!("\nqueue wait at a fixed offered load, 1 producer, 1 worker (µs)");
-    println!(
-        "{:<10} {:<28} {:>9} {:>9} {:>9} {:>9}",
-        "offered", "system", "p50", "p99", "p999", "max"
-    );
-    for load in [100_000u64, 200_000, 500_000] {
-        for sys in [
-            LatSystem::Quay(IdleStrategy::BusySpin),
-            LatSystem::Quay(IdleStrategy::default()),
-            LatSystem::Quay(IdleStrategy::Park),
-            LatSystem::CrossbeamPool,
-        ] {
-            let s = LatencySummary::of(&offered(sys, load, dur));
-            let us = |v: u64| v as f64 / 1_000.0;
-            println!(
-                "{:<10} {:<28} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
-                format!("{}k/s", load / 1_000),
-                sys.name(),
-                us(s.p50),
-                us(s.p99),
-                us(s.p999),
-                us(s.max)
-            );
-        }
-    }
+    println!("\nqueue wait at a fixed offered load, 1 producer, 1 worker");
+    common::latency::print_table(dur);
     if let Some(path) = svg {
         if let Err(e) = plot(&path, &bars) {
             eprintln!("compare: could not draw {path}: {e}");

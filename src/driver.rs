@@ -127,14 +127,7 @@ impl<T> Driver<T> {
         }
         self.core.fire(self.clock.now());
         let mut env = self.core.pop_ready()?;
-        env.attempts += 1;
-        let ctx = JobContext {
-            id: env.job.id,
-            key: env.job.key,
-            attempt: env.attempts,
-            accepted_at: env.accepted_at,
-            worker: 0,
-        };
+        let ctx = env.begin_attempt(0);
         let (result, panicked) = attempt(|| handler(&ctx, &env.job.payload));
         let settled = self.core.settle(&self.sem, env, result, self.clock.now());
         match settled {

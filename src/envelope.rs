@@ -2,7 +2,7 @@
 //! that travels with it between shards, timers and attempts.
 
 use crate::clock::Timestamp;
-use crate::job::{Job, Schedule};
+use crate::job::{Job, JobContext, Schedule};
 
 /// A job in flight, with its attempt count and times.
 pub(crate) struct Envelope<T> {
@@ -41,6 +41,19 @@ impl<T> Envelope<T> {
     #[inline]
     pub(crate) fn owner_only(&self, now: Timestamp) -> bool {
         self.job.key.is_some() || self.ready_at > now
+    }
+
+    /// Starts an attempt on `worker`: counts it and returns the context
+    /// the handler sees.
+    pub(crate) fn begin_attempt(&mut self, worker: usize) -> JobContext {
+        self.attempts += 1;
+        JobContext {
+            id: self.job.id,
+            key: self.job.key,
+            attempt: self.attempts,
+            accepted_at: self.accepted_at,
+            worker,
+        }
     }
 
     /// Records a failed attempt's error, keeping the last few.

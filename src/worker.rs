@@ -200,14 +200,7 @@ where
 
     /// Runs one attempt; returns whether the job is now terminal.
     fn run_one(&mut self, mut env: Envelope<T>) -> bool {
-        env.attempts += 1;
-        let ctx = JobContext {
-            id: env.job.id,
-            key: env.job.key,
-            attempt: env.attempts,
-            accepted_at: env.accepted_at,
-            worker: self.index,
-        };
+        let ctx = env.begin_attempt(self.index);
         let shared = &*self.shared;
         let st = &shared.stats[self.index];
         st.started.add(1);

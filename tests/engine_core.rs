@@ -2,18 +2,14 @@
 //! that hand the job back, lossless shutdown, panics contained, stealing,
 //! typed build errors.
 
+mod common;
+
+use common::{wait_for, Latch};
 use quay::{BuildError, Engine, IdleStrategy, Job, Pinning, SubmitError, Submitted};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-fn wait_for(mut done: impl FnMut() -> bool) {
-    // Bounded by the test harness's own timeout; no timing is asserted.
-    while !done() {
-        std::thread::sleep(Duration::from_micros(200));
-    }
-}
 
 #[test]
 fn every_job_runs_exactly_once_with_many_producers_and_workers() {
@@ -60,25 +56,6 @@ fn every_job_runs_exactly_once_with_many_producers_and_workers() {
     assert!(report.counts.is_conserved());
     for (i, c) in runs.iter().enumerate() {
         assert_eq!(c.load(Ordering::Relaxed), 1, "job {i}");
-    }
-}
-
-/// A handler gate: jobs block until the test opens it.
-struct Latch(Mutex<bool>, std::sync::Condvar);
-
-impl Latch {
-    fn new() -> Arc<Latch> {
-        Arc::new(Latch(Mutex::new(false), std::sync::Condvar::new()))
-    }
-    fn wait(&self) {
-        let mut open = self.0.lock().unwrap();
-        while !*open {
-            open = self.1.wait(open).unwrap();
-        }
-    }
-    fn open(&self) {
-        *self.0.lock().unwrap() = true;
-        self.1.notify_all();
     }
 }
 

@@ -2,35 +2,15 @@
 //! delays, shutdown leftovers and conservation. The manual clock is used
 //! wherever time matters; nothing here asserts a timing.
 
+mod common;
+
+use common::{wait_for, Latch};
 use quay::{Engine, Job, JobError, JobId, ManualClock, Settled, SubmitError, Submitted};
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-fn wait_for(mut done: impl FnMut() -> bool) {
-    while !done() {
-        std::thread::sleep(Duration::from_micros(200));
-    }
-}
-
-struct Latch(Mutex<bool>, Condvar);
-impl Latch {
-    fn new() -> Arc<Latch> {
-        Arc::new(Latch(Mutex::new(false), Condvar::new()))
-    }
-    fn wait(&self) {
-        let mut g = self.0.lock().unwrap();
-        while !*g {
-            g = self.1.wait(g).unwrap();
-        }
-    }
-    fn open(&self) {
-        *self.0.lock().unwrap() = true;
-        self.1.notify_all();
-    }
-}
 
 #[test]
 fn t01_duplicate_while_live() {

@@ -432,6 +432,36 @@ pub mod latency {
         }
     }
 
+    /// Prints queue wait p50/p99/p999/max at 100 k, 200 k and 500 k
+    /// jobs/s for quay (each idle strategy) and the crossbeam pool.
+    pub fn print_table(dur: Duration) {
+        use quay::LatencySummary;
+        println!(
+            "{:<10} {:<28} {:>9} {:>9} {:>9} {:>9}  (µs)",
+            "offered", "system", "p50", "p99", "p999", "max"
+        );
+        for load in [100_000u64, 200_000, 500_000] {
+            for sys in [
+                LatSystem::Quay(IdleStrategy::BusySpin),
+                LatSystem::Quay(IdleStrategy::default()),
+                LatSystem::Quay(IdleStrategy::Park),
+                LatSystem::CrossbeamPool,
+            ] {
+                let s = LatencySummary::of(&offered(sys, load, dur));
+                let us = |v: u64| v as f64 / 1_000.0;
+                println!(
+                    "{:<10} {:<28} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+                    format!("{}k/s", load / 1_000),
+                    sys.name(),
+                    us(s.p50),
+                    us(s.p99),
+                    us(s.p999),
+                    us(s.max)
+                );
+            }
+        }
+    }
+
     fn hist() -> Histogram<u64> {
         Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("bounds")
     }
