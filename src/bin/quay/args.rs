@@ -41,6 +41,9 @@ pub struct Args {
     /// 0 for noop and keyed (throughput).
     #[arg(long)]
     pub rate: Option<u64>,
+    /// How long finished job IDs stay duplicates, in seconds.
+    #[arg(long, default_value_t = 300.0)]
+    pub dedup_window: f64,
     /// Keys for the keyed scenario.
     #[arg(long, default_value_t = 1_000)]
     pub keys: u64,

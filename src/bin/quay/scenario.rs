@@ -163,6 +163,7 @@ pub fn run(args: &Args) -> Result<Outcome, String> {
         .pin_workers(args.pin())
         .idle(args.idle_strategy())
         .capacity(65_536)
+        .dedup_window(Duration::from_secs_f64(args.dedup_window.max(0.0)))
         .backoff(Duration::from_millis(1), Duration::from_millis(50));
     if let Some(w) = args.workers {
         b = b.workers(w);
@@ -304,10 +305,11 @@ fn produce(
         }
         Scenario::Noop => {
             let mut pace = Pacer::new(args.rate(), producers, args.batch.max(1) as u64);
-            let mine: Vec<u64> = (p..jobs).step_by(producers as usize).collect();
-            for chunk in mine.chunks(args.batch.max(1)) {
+            let mut mine = (p..jobs).step_by(producers as usize).peekable();
+            while mine.peek().is_some() {
                 pace.wait();
-                let batch = chunk.iter().map(|&seq| {
+                let chunk = mine.by_ref().take(args.batch.max(1));
+                let batch = chunk.map(|seq| {
                     Job::new(
                         mix(seq),
                         Task {
@@ -325,10 +327,11 @@ fn produce(
             // their accept order, which the handler checks.
             let own = (keys / producers).max(1);
             let mut pace = Pacer::new(args.rate(), producers, args.batch.max(1) as u64);
-            let mine: Vec<u64> = (p..jobs).step_by(producers as usize).collect();
-            for chunk in mine.chunks(args.batch.max(1)) {
+            let mut mine = (p..jobs).step_by(producers as usize).peekable();
+            while mine.peek().is_some() {
                 pace.wait();
-                let batch = chunk.iter().map(|&seq| {
+                let chunk = mine.by_ref().take(args.batch.max(1));
+                let batch = chunk.map(|seq| {
                     let i = seq / producers;
                     let key = p + producers * (i % own);
                     Job::new(
