@@ -37,10 +37,14 @@ use std::time::Duration;
 
 const LIVE: u64 = u64::MAX;
 
-/// Most entries a shard's table is sized for at build (2^14 × 64 shards:
+/// Shards of the set: enough that producers rarely meet on one lock, few
+/// enough that a worker's batch of finishes shares locks.
+const SHARDS: usize = 16;
+
+/// Most entries a shard's table is sized for at build (2^16 × 16 shards:
 /// about a million IDs, 25 MB of address space, of which only the control
 /// bytes are touched up front).
-const PRESIZE_CAP: usize = 1 << 14;
+const PRESIZE_CAP: usize = 1 << 16;
 
 /// Job IDs are fingerprints or caller integers; fold them to 64 bits with
 /// a multiply so sequential integer IDs spread too.
@@ -113,7 +117,7 @@ impl SeenSet {
     pub fn new(cfg: DedupConfig, live_bound: u64) -> SeenSet {
         // Enough shards that workers and producers rarely meet on one lock;
         // fewer under loom to keep the model small.
-        let n = if cfg!(quay_loom) { 2 } else { 64 };
+        let n = if cfg!(quay_loom) { 2 } else { SHARDS };
         let per_shard_cap = cfg.capacity.div_ceil(n).max(1);
         let live = usize::try_from(live_bound)
             .unwrap_or(usize::MAX)
@@ -148,11 +152,15 @@ impl SeenSet {
     }
 
     fn shard(&self, id: JobId) -> &Mutex<Shard> {
+        &self.shards[self.shard_index(id)]
+    }
+
+    fn shard_index(&self, id: JobId) -> usize {
         // A different multiplier from the tables' own hash, so the bits
         // picking the shard are independent of those hashbrown uses.
         let v = id.as_u128();
         let h = ((v as u64) ^ ((v >> 64) as u64)).wrapping_mul(0xD6E8_FEB8_6659_FD93);
-        &self.shards[(h >> 58) as usize & self.mask]
+        (h >> 58) as usize & self.mask
     }
 
     /// Pops expired and over-capacity terminal IDs from the FIFO front.
@@ -222,15 +230,42 @@ impl SeenSet {
 
     /// `id` reached a terminal state at `now`.
     pub fn finish(&self, id: JobId, now: Timestamp) {
-        let now = now.as_nanos().min(LIVE - 1);
         let mut s = relock(self.shard(id).lock());
+        self.finish_locked(&mut s, id, now.as_nanos().min(LIVE - 1));
+    }
+
+    fn finish_locked(&self, s: &mut Shard, id: JobId, now: u64) {
         if self.window == 0 {
             s.map.remove(&id);
             return;
         }
         s.map.insert(id, now);
         s.ended.push_back((id, now));
-        self.trim(&mut s, now);
+        self.trim(s, now);
+    }
+
+    /// Every ID in `ids` reached a terminal state at `now`; empties `ids`.
+    /// Grouped by shard, so each shard's lock is taken once per group: a
+    /// worker's batch of finishes costs one lock transfer per shard touched,
+    /// not one per job.
+    pub fn finish_all(&self, ids: &mut Vec<JobId>, now: Timestamp) {
+        let now = now.as_nanos().min(LIVE - 1);
+        ids.sort_unstable_by_key(|&id| self.shard_index(id));
+        let mut rest = &ids[..];
+        while let Some(&first) = rest.first() {
+            let at = self.shard_index(first);
+            let n = rest
+                .iter()
+                .take_while(|&&id| self.shard_index(id) == at)
+                .count();
+            let mut s = relock(self.shards[at].lock());
+            for &id in &rest[..n] {
+                self.finish_locked(&mut s, id, now);
+            }
+            drop(s);
+            rest = &rest[n..];
+        }
+        ids.clear();
     }
 
     /// Terminal IDs forgotten early to respect the capacity.

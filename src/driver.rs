@@ -129,7 +129,9 @@ impl<T> Driver<T> {
         let mut env = self.core.pop_ready()?;
         let ctx = env.begin_attempt(0);
         let (result, panicked) = attempt(|| handler(&ctx, &env.job.payload));
-        let settled = self.core.settle(&self.sem, env, result, self.clock.now());
+        let now = self.clock.now();
+        let settled = self.core.settle(&self.sem, env, result, now);
+        self.core.commit_finished(&self.sem, now);
         match settled {
             Settled::Completed => self.counts.completed += 1,
             Settled::Dead => self.counts.dead += 1,

@@ -135,6 +135,8 @@ pub(crate) struct ShardCore<T> {
     /// timers.
     ready: VecDeque<Envelope<T>>,
     rng: Rng,
+    /// Terminal jobs' IDs not yet recorded in the seen-ID set.
+    finished: Vec<crate::job::JobId>,
 }
 
 impl<T> ShardCore<T> {
@@ -147,6 +149,7 @@ impl<T> ShardCore<T> {
             timer: Timer::with_capacity(presize),
             ready: VecDeque::with_capacity(presize),
             rng: Rng::new(seed),
+            finished: Vec::with_capacity(64),
         }
     }
 
@@ -177,6 +180,19 @@ impl<T> ShardCore<T> {
         while let Some((due, mut env)) = self.timer.pop_due(now) {
             env.ready_at = due;
             self.ready.push_back(env);
+        }
+    }
+
+    /// Records the IDs of the jobs that became terminal since the last
+    /// call as finished in the seen-ID set, in one grouped pass. The engine
+    /// calls it at the end of each batch (before releasing the batch's
+    /// capacity), the driver after each step; until then the IDs stay live,
+    /// which only makes a resubmit in that instant a duplicate.
+    pub(crate) fn commit_finished(&mut self, sem: &Semantics<T>, now: Timestamp) {
+        if let Some(s) = &sem.seen {
+            if !self.finished.is_empty() {
+                s.finish_all(&mut self.finished, now);
+            }
         }
     }
 
@@ -234,8 +250,8 @@ impl<T> ShardCore<T> {
 
     /// A job became terminal: its ID is remembered, its key moves on.
     fn conclude(&mut self, sem: &Semantics<T>, env: &Envelope<T>, now: Timestamp) {
-        if let Some(s) = &sem.seen {
-            s.finish(env.job.id, now);
+        if sem.seen.is_some() {
+            self.finished.push(env.job.id);
         }
         if let Some(key) = env.job.key {
             if let Some(next) = self.keys.next(key) {

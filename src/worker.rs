@@ -195,6 +195,10 @@ where
                 break;
             }
         }
+        // Record the batch's finished IDs before releasing its capacity, so
+        // that once nothing is held, dedup knows every ending.
+        self.core
+            .commit_finished(&self.shared.sem, self.shared.clock.now());
         self.shared.gate.release(finished);
     }
 
