@@ -426,7 +426,7 @@ impl<T: Send + 'static> Engine<T> {
                 Err(e) => {
                     // Stop the ones already started; nothing was accepted.
                     let engine = Engine { shared, workers };
-                    drop(engine.stop_workers());
+                    drop(engine.shutdown_now());
                     return Err(BuildError::Spawn(e.to_string()));
                 }
             }
@@ -547,10 +547,6 @@ impl<T: Send + 'static> Engine<T> {
 
     fn shutdown_inner(mut self, deadline: Option<Instant>) -> Shutdown<T> {
         crate::shutdown::run(&self.shared, std::mem::take(&mut self.workers), deadline)
-    }
-
-    fn stop_workers(self) -> Shutdown<T> {
-        self.shutdown_inner(Some(Instant::now()))
     }
 }
 
