@@ -303,47 +303,24 @@ fn produce(
                 hist.saturating_record(t0.elapsed().as_nanos().max(1) as u64);
             }
         }
-        Scenario::Noop => {
-            let mut pace = Pacer::new(args.rate(), producers, args.batch.max(1) as u64);
-            let mut mine = (p..jobs).step_by(producers as usize).peekable();
-            while mine.peek().is_some() {
-                pace.wait();
-                let chunk = mine.by_ref().take(args.batch.max(1));
-                let batch = chunk.map(|seq| {
-                    Job::new(
-                        mix(seq),
-                        Task {
-                            kind: Kind::Noop,
-                            user: 0,
-                            seq,
-                        },
-                    )
-                });
-                submit_all(sub, batch)?;
-            }
-        }
-        Scenario::Keyed => {
-            // This producer owns keys p, p + P, ...: its submit order is
-            // their accept order, which the handler checks.
+        Scenario::Noop | Scenario::Keyed => {
+            // Keyed: this producer owns keys p, p + P, ...: its submit order
+            // is their accept order, which the handler checks.
             let own = (keys / producers).max(1);
+            let job = |seq: u64| {
+                let task = |kind| Task { kind, user: 0, seq };
+                if args.scenario == Scenario::Noop {
+                    return Job::new(mix(seq), task(Kind::Noop));
+                }
+                let i = seq / producers;
+                let key = p + producers * (i % own);
+                Job::new(mix(seq), task(Kind::Keyed { key, n: i / own })).key(key)
+            };
             let mut pace = Pacer::new(args.rate(), producers, args.batch.max(1) as u64);
             let mut mine = (p..jobs).step_by(producers as usize).peekable();
             while mine.peek().is_some() {
                 pace.wait();
-                let chunk = mine.by_ref().take(args.batch.max(1));
-                let batch = chunk.map(|seq| {
-                    let i = seq / producers;
-                    let key = p + producers * (i % own);
-                    Job::new(
-                        mix(seq),
-                        Task {
-                            kind: Kind::Keyed { key, n: i / own },
-                            user: 0,
-                            seq,
-                        },
-                    )
-                    .key(key)
-                });
+                let batch = mine.by_ref().take(args.batch.max(1)).map(job);
                 submit_all(sub, batch)?;
             }
         }
