@@ -56,12 +56,12 @@ pub(crate) fn submit_batch<T: Send + 'static>(
                         report.refused.push(SubmitError::Full(env.job));
                     }
                 }
-            } else if shared.sem.admit_id(&env) {
-                staged.push_back(env);
             } else {
-                shared.gate.release(1);
-                shared.shards[home].count_duplicate();
-                report.duplicates += 1;
+                // Dedup comes at the flush: by then every staged ID's line
+                // has been on its way in since it was staged, and the
+                // batch's cache misses overlap instead of queueing.
+                shared.sem.prefetch_id(env.job.id);
+                staged.push_back(env);
             }
         }
         flush(shared, home, &mut staged, &mut report);
@@ -71,14 +71,23 @@ pub(crate) fn submit_batch<T: Send + 'static>(
     report
 }
 
-/// Pushes staged unkeyed envelopes (each holding a unit of capacity) into
-/// the rings from `home` on; whatever finds no room is refused as `Full`.
+/// Dedups staged unkeyed envelopes (each holding a unit of capacity) in
+/// submit order, then pushes the new ones into the rings from `home` on;
+/// whatever finds no room is refused as `Full`.
 fn flush<T: Send + 'static>(
     shared: &Shared<T>,
     home: usize,
     staged: &mut VecDeque<Envelope<T>>,
     report: &mut BatchReport<T>,
 ) {
+    let before = staged.len();
+    staged.retain(|env| shared.sem.admit_id(env));
+    let duplicates = before - staged.len();
+    if duplicates > 0 {
+        shared.gate.release(duplicates as u64);
+        shared.shards[home].count_duplicates(duplicates as u64);
+        report.duplicates += duplicates;
+    }
     if staged.is_empty() {
         return;
     }

@@ -27,51 +27,43 @@
 //! to within the spread of a uniform hash.
 
 use crate::clock::{duration_nanos, Timestamp};
+use crate::idtable::{prefetch_at, Hint, IdTable};
 use crate::job::JobId;
-use crate::loom::sync::atomic::{AtomicU64, Ordering};
+use crate::loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use crate::loom::sync::Mutex;
 use crossbeam_utils::CachePadded;
-use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::VecDeque;
 use std::time::Duration;
 
+/// A live ID's state in the table.
 const LIVE: u64 = u64::MAX;
+
+/// The state of an ID terminal at `t` ns: `t + 1`, so that no state is the
+/// table's empty marker 0, and below `LIVE`.
+#[inline]
+fn ended(t: u64) -> u64 {
+    t.saturating_add(1).min(LIVE - 1)
+}
+
+/// When an ID with terminal state `state` ended.
+#[inline]
+fn ended_at(state: u64) -> u64 {
+    state - 1
+}
 
 /// Shards of the set: enough that producers rarely meet on one lock, few
 /// enough that a worker's batch of finishes shares locks.
 const SHARDS: usize = 16;
 
-/// Most entries a shard's table is sized for at build (2^16 × 16 shards:
-/// about a million IDs, 25 MB of address space, of which only the control
-/// bytes are touched up front).
-const PRESIZE_CAP: usize = 1 << 16;
-
-/// Job IDs are fingerprints or caller integers; fold them to 64 bits with
-/// a multiply so sequential integer IDs spread too.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ b as u64).wrapping_mul(0x0100_0000_01B3);
-        }
-    }
-    fn write_u128(&mut self, v: u128) {
-        let folded = (v as u64) ^ ((v >> 64) as u64);
-        self.0 = folded.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-type Map = HashMap<JobId, u64, BuildHasherDefault<IdHasher>>;
+/// Most IDs a shard's table is sized for at build (2^15 IDs in 2^16 slots of
+/// 32 bytes: 2 MiB of address space a shard, whose pages become resident
+/// only as IDs land in them).
+const PRESIZE_CAP: usize = 1 << 15;
 
 struct Shard {
-    /// `LIVE`, or the terminal time in nanoseconds.
-    map: Map,
-    /// Terminal IDs in the order they ended, with their terminal time.
+    /// `LIVE`, or `ended(t)` for an ID terminal at `t`.
+    map: IdTable,
+    /// Terminal IDs in the order they ended, with their state then.
     ended: VecDeque<(JobId, u64)>,
 }
 
@@ -93,9 +85,49 @@ impl Default for DedupConfig {
     }
 }
 
+/// One shard: its lock, and beside it where its table's slots are, readable
+/// without the lock so a producer can prefetch before it locks.
+struct ShardCell {
+    lock: Mutex<Shard>,
+    /// `Hint::base`; 0 while unknown. Written under `lock`.
+    base: AtomicUsize,
+    /// `Hint::shift`. Written under `lock`.
+    shift: AtomicUsize,
+}
+
+impl ShardCell {
+    fn new(map: IdTable, ended: VecDeque<(JobId, u64)>) -> ShardCell {
+        let h = map.hint();
+        ShardCell {
+            lock: Mutex::new(Shard { map, ended }),
+            base: AtomicUsize::new(h.base),
+            shift: AtomicUsize::new(h.shift as usize),
+        }
+    }
+
+    /// Republishes the hint if the table grew (caller holds the lock).
+    fn refresh(&self, s: &mut Shard) {
+        if s.map.take_grown() {
+            let h = s.map.hint();
+            // Relaxed: a hint, read only to aim a prefetch; a stale or torn
+            // pair aims it wrong, which costs a miss and nothing else.
+            self.shift.store(h.shift as usize, Ordering::Relaxed);
+            self.base.store(h.base, Ordering::Relaxed);
+        }
+    }
+
+    fn hint(&self) -> Hint {
+        // Relaxed: see `refresh`.
+        Hint {
+            base: self.base.load(Ordering::Relaxed),
+            shift: self.shift.load(Ordering::Relaxed) as u32,
+        }
+    }
+}
+
 /// The sharded seen-ID set.
 pub struct SeenSet {
-    shards: Box<[CachePadded<Mutex<Shard>>]>,
+    shards: Box<[CachePadded<ShardCell>]>,
     mask: usize,
     window: u64,
     per_shard_cap: usize,
@@ -109,11 +141,11 @@ fn relock<G>(r: Result<G, std::sync::PoisonError<G>>) -> G {
 impl SeenSet {
     /// A set for an engine holding at most `live_bound` jobs at once.
     ///
-    /// Each shard's table is sized at build for twice its share of
-    /// `live_bound + capacity`: a hash table rehashes in place (no
-    /// allocation) while at most half full, so a running engine allocates
-    /// nothing here. Only the control bytes are touched up front; the
-    /// buckets' pages are faulted in as IDs arrive.
+    /// Each shard's table is sized at build for its share of
+    /// `live_bound + capacity`, plus a sixteenth and 64 for a uniform
+    /// hash's uneven spread over shards (many standard deviations): a
+    /// running engine allocates nothing here. The slots are allocated
+    /// zeroed, so their pages become resident as IDs arrive.
     pub fn new(cfg: DedupConfig, live_bound: u64) -> SeenSet {
         // Enough shards that workers and producers rarely meet on one lock;
         // fewer under loom to keep the model small.
@@ -127,21 +159,21 @@ impl SeenSet {
         } else {
             per_shard_cap
         };
-        // Slack for an uneven hash spread over shards; capped so a huge
-        // setting does not reserve memory up front (such tables then grow
-        // as IDs arrive, and allocate until they reach their bound).
-        let presize = (2 * live.saturating_add(remembered))
+        // Capped so a huge setting does not reserve memory up front (such
+        // tables then grow as IDs arrive, and allocate until they reach
+        // their bound).
+        let share = live.saturating_add(remembered);
+        let presize = share
+            .saturating_add(share / 16)
             .saturating_add(64)
             .min(PRESIZE_CAP);
         SeenSet {
             shards: (0..n)
                 .map(|_| {
-                    let mut map = Map::default();
-                    map.reserve(presize);
-                    CachePadded::new(Mutex::new(Shard {
-                        map,
-                        ended: VecDeque::with_capacity(remembered.min(PRESIZE_CAP) + 1),
-                    }))
+                    CachePadded::new(ShardCell::new(
+                        IdTable::with_capacity(presize),
+                        VecDeque::with_capacity(remembered.min(PRESIZE_CAP) + 1),
+                    ))
                 })
                 .collect(),
             mask: n - 1,
@@ -152,12 +184,21 @@ impl SeenSet {
     }
 
     fn shard(&self, id: JobId) -> &Mutex<Shard> {
-        &self.shards[self.shard_index(id)]
+        &self.shards[self.shard_index(id)].lock
+    }
+
+    /// Starts loading the line a lookup of `id` will read, without taking
+    /// a lock: a caller with other work to do first (a batch's other IDs, a
+    /// submit's capacity claim and clock read) overlaps the cache miss with
+    /// it. A hint only.
+    #[inline]
+    pub fn prefetch(&self, id: JobId) {
+        prefetch_at(self.shards[self.shard_index(id)].hint(), id);
     }
 
     fn shard_index(&self, id: JobId) -> usize {
         // A different multiplier from the tables' own hash, so the bits
-        // picking the shard are independent of those hashbrown uses.
+        // picking the shard are independent of those picking the slot.
         let v = id.as_u128();
         let h = ((v as u64) ^ ((v >> 64) as u64)).wrapping_mul(0xD6E8_FEB8_6659_FD93);
         (h >> 58) as usize & self.mask
@@ -165,41 +206,48 @@ impl SeenSet {
 
     /// Pops expired and over-capacity terminal IDs from the FIFO front.
     fn trim(&self, s: &mut Shard, now: u64) {
-        while let Some(&(id, t)) = s.ended.front() {
-            let expired = now.saturating_sub(t) >= self.window;
+        while let Some(&(id, state)) = s.ended.front() {
+            let expired = now.saturating_sub(ended_at(state)) >= self.window;
             let over = s.ended.len() > self.per_shard_cap;
             if !expired && !over {
                 break;
             }
             s.ended.pop_front();
-            if s.map.get(&id) == Some(&t) {
-                s.map.remove(&id);
-                if !expired {
-                    // Relaxed: a statistic.
-                    self.evicted.fetch_add(1, Ordering::Relaxed);
-                }
+            // An ID live again, or ended again later, is not this entry's.
+            if s.map.remove_if(id, |cur| cur == state) && !expired {
+                // Relaxed: a statistic.
+                self.evicted.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
 
     /// Marks `id` live if it is new. Returns `false` for a duplicate: live,
     /// or terminal within the window.
+    ///
+    /// No trimming here: only endings add terminal IDs, so `finish` keeps
+    /// the bound, and the submit path (a producer's hot path) stays one
+    /// probe. An ID past its window is new again whether or not it has
+    /// been popped yet.
     pub fn try_insert(&self, id: JobId, now: Timestamp) -> bool {
         let now = now.as_nanos();
-        let mut s = relock(self.shard(id).lock());
-        self.trim(&mut s, now);
-        match s.map.get_mut(&id) {
-            Some(v) if *v == LIVE => false,
-            Some(t) if now.saturating_sub(*t) < self.window => false,
-            Some(v) => {
-                *v = LIVE;
-                true
-            }
-            None => {
-                s.map.insert(id, LIVE);
-                true
-            }
-        }
+        let cell = &self.shards[self.shard_index(id)];
+        let mut s = relock(cell.lock.lock());
+        let fresh = self.insert_locked(&mut s, id, now);
+        cell.refresh(&mut s);
+        fresh
+    }
+
+    #[inline]
+    fn insert_locked(&self, s: &mut Shard, id: JobId, now: u64) -> bool {
+        let window = self.window;
+        s.map
+            .update(id, |old| match old {
+                None => Some(LIVE),
+                Some(LIVE) => None,
+                Some(st) if now.saturating_sub(ended_at(st)) < window => None,
+                Some(_) => Some(LIVE),
+            })
+            .is_some()
     }
 
     /// Makes `id` live whether or not it is remembered as finished
@@ -207,49 +255,58 @@ impl SeenSet {
     /// `id` is live already: a job with that ID is in the engine, and a
     /// second live copy would break dedup.
     pub(crate) fn revive(&self, id: JobId) -> bool {
-        let mut s = relock(self.shard(id).lock());
-        if s.map.get(&id) == Some(&LIVE) {
-            return false;
-        }
-        s.map.insert(id, LIVE);
-        true
+        let cell = &self.shards[self.shard_index(id)];
+        let mut s = relock(cell.lock.lock());
+        let revived = s
+            .map
+            .update(id, |old| (old != Some(LIVE)).then_some(LIVE))
+            .is_some();
+        cell.refresh(&mut s);
+        revived
     }
 
     /// Whether a job with `id` is live.
     pub(crate) fn is_live(&self, id: JobId) -> bool {
-        relock(self.shard(id).lock()).map.get(&id) == Some(&LIVE)
+        relock(self.shard(id).lock()).map.get(id) == Some(LIVE)
     }
 
     /// Undoes a `try_insert` whose job was then refused.
     pub(crate) fn forget_live(&self, id: JobId) {
         let mut s = relock(self.shard(id).lock());
-        if s.map.get(&id) == Some(&LIVE) {
-            s.map.remove(&id);
-        }
+        s.map.remove_if(id, |st| st == LIVE);
     }
 
     /// `id` reached a terminal state at `now`.
     pub fn finish(&self, id: JobId, now: Timestamp) {
-        let mut s = relock(self.shard(id).lock());
-        self.finish_locked(&mut s, id, now.as_nanos().min(LIVE - 1));
+        let cell = &self.shards[self.shard_index(id)];
+        let mut s = relock(cell.lock.lock());
+        self.finish_locked(&mut s, id, now.as_nanos());
+        cell.refresh(&mut s);
     }
 
     fn finish_locked(&self, s: &mut Shard, id: JobId, now: u64) {
         if self.window == 0 {
-            s.map.remove(&id);
+            s.map.remove_if(id, |_| true);
             return;
         }
-        s.map.insert(id, now);
-        s.ended.push_back((id, now));
+        let state = ended(now);
+        s.map.set(id, state);
+        s.ended.push_back((id, state));
         self.trim(s, now);
     }
 
     /// Every ID in `ids` reached a terminal state at `now`; empties `ids`.
+    ///
     /// Grouped by shard, so each shard's lock is taken once per group: a
     /// worker's batch of finishes costs one lock transfer per shard touched,
-    /// not one per job.
+    /// not one per job. Every ID's line is prefetched first, and under each
+    /// lock the slots of the oldest terminal IDs the group will evict, so
+    /// the cache misses overlap instead of queueing one behind the other.
     pub fn finish_all(&self, ids: &mut Vec<JobId>, now: Timestamp) {
-        let now = now.as_nanos().min(LIVE - 1);
+        let now = now.as_nanos();
+        for &id in ids.iter() {
+            self.prefetch(id);
+        }
         ids.sort_unstable_by_key(|&id| self.shard_index(id));
         let mut rest = &ids[..];
         while let Some(&first) = rest.first() {
@@ -258,10 +315,18 @@ impl SeenSet {
                 .iter()
                 .take_while(|&&id| self.shard_index(id) == at)
                 .count();
-            let mut s = relock(self.shards[at].lock());
+            let cell = &self.shards[at];
+            let mut s = relock(cell.lock.lock());
+            if self.window != 0 {
+                let over = (s.ended.len() + n).saturating_sub(self.per_shard_cap);
+                for &(old, _) in s.ended.iter().take(over.min(n)) {
+                    s.map.prefetch(old);
+                }
+            }
             for &id in &rest[..n] {
                 self.finish_locked(&mut s, id, now);
             }
+            cell.refresh(&mut s);
             drop(s);
             rest = &rest[n..];
         }
@@ -276,7 +341,10 @@ impl SeenSet {
     /// IDs remembered now, live and terminal (takes every shard's lock).
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.shards.iter().map(|s| relock(s.lock()).map.len()).sum()
+        self.shards
+            .iter()
+            .map(|s| relock(s.lock.lock()).map.len())
+            .sum()
     }
 }
 

@@ -67,7 +67,7 @@ impl<T> Driver<T> {
         };
         Driver {
             sem: Semantics::new(&config, on_dead),
-            core: ShardCore::new(config.seed, 0),
+            core: ShardCore::new(config.seed, 0, 0),
             clock,
             capacity: config.capacity,
             closed: false,

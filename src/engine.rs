@@ -50,6 +50,9 @@ impl<T: Send + 'static> Shared<T> {
     /// The one non-blocking submit every public submit goes through.
     #[inline]
     pub(crate) fn try_submit(&self, job: Job<T>) -> Result<Submitted, SubmitError<T>> {
+        // Start the seen-ID set's likely cache miss now, so it overlaps the
+        // capacity claim and the clock read.
+        self.sem.prefetch_id(job.id);
         match self.gate.try_acquire(1) {
             Ok(_) => {}
             Err(Refused::Full) => {
@@ -75,7 +78,7 @@ impl<T: Send + 'static> Shared<T> {
     pub(crate) fn admit(&self, env: Envelope<T>, now: Timestamp) -> Result<Submitted, Envelope<T>> {
         if !self.sem.admit_id(&env) {
             self.gate.release(1);
-            self.shards[home_shard(self.shards.len())].count_duplicate();
+            self.shards[home_shard(self.shards.len())].count_duplicates(1);
             return Ok(Submitted::Duplicate);
         }
         match self.try_place(env, now) {

@@ -33,7 +33,8 @@
 //! - `batch`: `submit_batch`.
 //! - `stats`: single-writer per-worker counters.
 //! - `machine`: the job state machine shared by workers and the driver.
-//! - `dedup`: the seen-ID set. `keys`: per-key queues. `timer`: the
+//! - `dedup`: the seen-ID set, over `idtable`: its open-addressed,
+//!   cache-line-per-lookup table. `keys`: per-key queues. `timer`: the
 //!   per-shard timer heap.
 //!
 //! Protocols and their memory orderings are explained in `docs/design.md`.
@@ -53,6 +54,7 @@ mod envelope;
 pub mod error;
 pub mod hgrm;
 pub mod idle;
+mod idtable;
 pub mod job;
 mod keys;
 pub mod latency;

@@ -58,6 +58,14 @@ impl<T> Semantics<T> {
         }
     }
 
+    /// A hint that `admit_id` of `id` is coming: starts its cache miss.
+    #[inline]
+    pub(crate) fn prefetch_id(&self, id: crate::job::JobId) {
+        if let Some(s) = &self.seen {
+            s.prefetch(id);
+        }
+    }
+
     /// Undoes `admit_id` for a job that was then refused.
     pub(crate) fn refuse_id(&self, env: &Envelope<T>) {
         if let Some(s) = &self.seen {
@@ -142,14 +150,15 @@ pub(crate) struct ShardCore<T> {
 impl<T> ShardCore<T> {
     /// A core whose key table and ready queue hold `presize` jobs before
     /// they must grow (the engine passes its ring size: a steady state that
-    /// fits in a ring allocates nothing).
-    pub(crate) fn new(seed: u64, presize: usize) -> ShardCore<T> {
+    /// fits in a ring allocates nothing), and that holds `pending` finished
+    /// IDs between commits.
+    pub(crate) fn new(seed: u64, presize: usize, pending: usize) -> ShardCore<T> {
         ShardCore {
             keys: KeyTable::with_capacity(presize),
             timer: Timer::with_capacity(presize),
             ready: VecDeque::with_capacity(presize),
             rng: Rng::new(seed),
-            finished: Vec::with_capacity(64),
+            finished: Vec::with_capacity(pending),
         }
     }
 

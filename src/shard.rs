@@ -58,9 +58,9 @@ impl<T> Shard<T> {
         self.counts.accepted.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn count_duplicate(&self) {
+    pub(crate) fn count_duplicates(&self, n: u64) {
         // Relaxed: a statistic.
-        self.counts.duplicates.fetch_add(1, Ordering::Relaxed);
+        self.counts.duplicates.fetch_add(n, Ordering::Relaxed);
     }
 
     pub(crate) fn count_rejected_full(&self) {

@@ -6,8 +6,10 @@
 //! 2. takes the core's ready jobs, then claims a batch from its own ring, or
 //!    else steals a batch from the other shards' rings, starting at its
 //!    right-hand neighbour;
-//! 3. runs the batch, checking `stop` between jobs, and gives the finished
-//!    jobs' capacity back with one RMW;
+//! 3. runs the batch, checking `stop` between jobs; every
+//!    [`COMMIT_EVERY`] endings, and whenever it runs dry, records the
+//!    finished IDs in the seen-ID set and gives their capacity back with
+//!    one RMW;
 //! 4. finding nothing, idles per the [`IdleStrategy`]: spins, then sleeps by
 //!    the protocol in `idle.rs`.
 //!
@@ -43,7 +45,18 @@ pub(crate) struct Worker<T: Send + 'static, H> {
     recorder: Recorder,
     /// Whether anything happened since the last `publish`.
     dirty: bool,
+    /// Jobs that became terminal whose capacity is not yet released (nor
+    /// their IDs recorded as finished).
+    unreleased: u64,
 }
+
+/// How many terminal jobs a busy worker lets pile up before it records
+/// their IDs as finished and releases their capacity. Each commit takes the
+/// seen-ID set's shard locks that the batch touches, pulling those lines
+/// away from producers; committing every 256 endings rather than every
+/// batch makes a producer meet a lock last held by a worker once in about
+/// 16 submits, not on almost every one. An idle worker commits at once.
+const COMMIT_EVERY: u64 = 256;
 
 /// How long a worker must have been idle before it publishes its samples
 /// and gauges (and how long a dirty worker parks before it does).
@@ -70,9 +83,12 @@ where
             core: ShardCore::new(
                 seed.wrapping_add((index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
                 presize,
+                // Under `COMMIT_EVERY` pending, plus one claim's worth.
+                COMMIT_EVERY as usize + 2 * batch,
             ),
             recorder: Recorder::new(record),
             dirty: false,
+            unreleased: 0,
         }
     }
 
@@ -97,6 +113,8 @@ where
                 self.run_local();
                 continue;
             }
+            // Nothing to run: make every ending visible before idling.
+            self.commit();
             let idle_for = idle_since.get_or_insert_with(Instant::now).elapsed();
             // Publish once the worker has really gone idle, never between
             // closely spaced jobs: a flush walks whole histograms.
@@ -115,6 +133,7 @@ where
                 }
             }
         }
+        self.commit();
         self.publish();
         let mut left: Vec<Envelope<T>> = self.local.drain(..).collect();
         self.core.drain_into(&mut left);
@@ -186,20 +205,29 @@ where
 
     /// Runs the claimed jobs until done or told to stop.
     fn run_local(&mut self) {
-        let mut finished = 0u64;
         while let Some(env) = self.local.pop_front() {
-            finished += self.run_one(env) as u64;
+            self.unreleased += self.run_one(env) as u64;
             // Relaxed: a hint to stop early; the Acquire load at the top of
             // the loop is what orders shutdown.
             if self.shared.stop.load(Ordering::Relaxed) {
                 break;
             }
         }
-        // Record the batch's finished IDs before releasing its capacity, so
-        // that once nothing is held, dedup knows every ending.
+        if self.unreleased >= COMMIT_EVERY {
+            self.commit();
+        }
+    }
+
+    /// Records the finished jobs' IDs, then releases their capacity: once
+    /// nothing is held, dedup knows every ending.
+    fn commit(&mut self) {
+        if self.unreleased == 0 {
+            return;
+        }
         self.core
             .commit_finished(&self.shared.sem, self.shared.clock.now());
-        self.shared.gate.release(finished);
+        self.shared.gate.release(self.unreleased);
+        self.unreleased = 0;
     }
 
     /// Runs one attempt; returns whether the job is now terminal.
