@@ -168,12 +168,6 @@ pub fn run(args: &Args) -> Result<Outcome, String> {
     if let Some(w) = args.workers {
         b = b.workers(w);
     }
-    if std::env::var("EXP_NODEDUP").is_ok() {
-        b = b.dedup(false);
-    }
-    if std::env::var("EXP_NOLAT").is_ok() {
-        b = b.record_latency(false);
-    }
     let engine = b
         .build(move |ctx, t| handle(&c, ctx, t))
         .map_err(|e| e.to_string())?;
