@@ -29,7 +29,7 @@
 use crate::clock::{duration_nanos, Timestamp};
 use crate::idtable::{prefetch_at, Hint, IdTable};
 use crate::job::JobId;
-use crate::loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use crate::loom::sync::atomic::{AtomicUsize, Ordering};
 use crate::loom::sync::Mutex;
 use crossbeam_utils::CachePadded;
 use std::collections::VecDeque;
@@ -65,6 +65,10 @@ struct Shard {
     map: IdTable,
     /// Terminal IDs in the order they ended, with their state then.
     ended: VecDeque<(JobId, u64)>,
+    /// Terminal IDs this shard forgot early to respect the capacity. A
+    /// plain count under the lock: an atomic RMW per eviction would be a
+    /// full barrier, stalling on the slot writes just made.
+    evicted: u64,
 }
 
 /// Dedup settings.
@@ -99,7 +103,11 @@ impl ShardCell {
     fn new(map: IdTable, ended: VecDeque<(JobId, u64)>) -> ShardCell {
         let h = map.hint();
         ShardCell {
-            lock: Mutex::new(Shard { map, ended }),
+            lock: Mutex::new(Shard {
+                map,
+                ended,
+                evicted: 0,
+            }),
             base: AtomicUsize::new(h.base),
             shift: AtomicUsize::new(h.shift as usize),
         }
@@ -131,7 +139,6 @@ pub struct SeenSet {
     mask: usize,
     window: u64,
     per_shard_cap: usize,
-    evicted: AtomicU64,
 }
 
 fn relock<G>(r: Result<G, std::sync::PoisonError<G>>) -> G {
@@ -179,7 +186,6 @@ impl SeenSet {
             mask: n - 1,
             window: duration_nanos(cfg.window),
             per_shard_cap,
-            evicted: AtomicU64::new(0),
         }
     }
 
@@ -215,8 +221,7 @@ impl SeenSet {
             s.ended.pop_front();
             // An ID live again, or ended again later, is not this entry's.
             if s.map.remove_if(id, |cur| cur == state) && !expired {
-                // Relaxed: a statistic.
-                self.evicted.fetch_add(1, Ordering::Relaxed);
+                s.evicted += 1;
             }
         }
     }
@@ -333,9 +338,13 @@ impl SeenSet {
         ids.clear();
     }
 
-    /// Terminal IDs forgotten early to respect the capacity.
+    /// Terminal IDs forgotten early to respect the capacity (takes every
+    /// shard's lock).
     pub(crate) fn evicted(&self) -> u64 {
-        self.evicted.load(Ordering::Relaxed)
+        self.shards
+            .iter()
+            .map(|s| relock(s.lock.lock()).evicted)
+            .sum()
     }
 
     /// IDs remembered now, live and terminal (takes every shard's lock).
