@@ -271,22 +271,12 @@ pub(crate) fn prefetch_at(hint: Hint, id: JobId) {
     prefetch_line(hint.base.wrapping_add(home * std::mem::size_of::<Slot>()));
 }
 
-/// A software prefetch of the line holding `addr`. The address is only a
-/// number here: it is never dereferenced, so it may be stale.
-#[cfg(all(target_arch = "x86_64", not(miri), not(quay_loom)))]
+/// A read prefetch: the line is written next too, but a line no other
+/// core holds arrives exclusive, ready for the write.
 #[inline(always)]
 fn prefetch_line(addr: usize) {
-    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-    // SAFETY: `_mm_prefetch` needs SSE, which every x86_64 target has. A
-    // prefetch reads nothing the program can observe and never faults, even
-    // at an unmapped address (LLVM: "prefetches have no effect on the
-    // behavior of the program"), so any address is sound.
-    unsafe { _mm_prefetch(addr as *const i8, _MM_HINT_T0) }
+    crate::prefetch::read(addr);
 }
-
-#[cfg(not(all(target_arch = "x86_64", not(miri), not(quay_loom))))]
-#[inline(always)]
-fn prefetch_line(_addr: usize) {}
 
 #[cfg(all(test, not(quay_loom)))]
 mod tests {

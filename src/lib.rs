@@ -60,6 +60,7 @@ mod keys;
 pub mod latency;
 mod loom;
 mod machine;
+mod prefetch;
 pub mod metrics;
 mod park;
 pub mod retry;
