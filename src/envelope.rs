@@ -14,9 +14,12 @@ pub(crate) struct Envelope<T> {
     /// When the job may next run, and queue wait is measured from: accept
     /// time, a delay's due time, or a retry's due time.
     pub(crate) ready_at: Timestamp,
-    /// The last errors, oldest first, at most `dlq::KEPT_ERRORS`. Empty (no
+    /// The last errors, oldest first, at most `dlq::KEPT_ERRORS`. `None` (no
     /// allocation) until an attempt fails.
-    pub(crate) errors: Vec<String>,
+    // Boxed: 8 bytes in every envelope instead of a `Vec`'s 24, for a list
+    // most jobs never have; envelopes are copied into and out of rings.
+    #[allow(clippy::box_collection)]
+    pub(crate) errors: Option<Box<Vec<String>>>,
 }
 
 impl<T> Envelope<T> {
@@ -32,7 +35,7 @@ impl<T> Envelope<T> {
             attempts: 0,
             accepted_at: now,
             ready_at,
-            errors: Vec::new(),
+            errors: None,
         }
     }
 
@@ -58,9 +61,10 @@ impl<T> Envelope<T> {
 
     /// Records a failed attempt's error, keeping the last few.
     pub(crate) fn record_error(&mut self, msg: String) {
-        if self.errors.len() >= crate::dlq::KEPT_ERRORS {
-            self.errors.remove(0);
+        let errors = self.errors.get_or_insert_with(Box::default);
+        if errors.len() >= crate::dlq::KEPT_ERRORS {
+            errors.remove(0);
         }
-        self.errors.push(msg);
+        errors.push(msg);
     }
 }

@@ -247,7 +247,7 @@ impl<T> ShardCore<T> {
                 self.conclude(sem, &env, now);
                 sem.dlq.push(DeadLetter {
                     attempts: env.attempts,
-                    errors: env.errors,
+                    errors: env.errors.map_or_else(Vec::new, |e| *e),
                     accepted_at: env.accepted_at,
                     died_at: now,
                     job: env.job,

