@@ -51,14 +51,15 @@ fn ended_at(state: u64) -> u64 {
     state - 1
 }
 
-/// Shards of the set: enough that producers rarely meet on one lock, few
-/// enough that a worker's batch of finishes shares locks.
-const SHARDS: usize = 16;
+/// Shards of the set: enough that producers rarely meet a worker on one
+/// lock, few enough that a worker's commit of finishes (up to 1 024) has
+/// several a shard to overlap.
+const SHARDS: usize = 64;
 
-/// Most IDs a shard's table is sized for at build (2^15 IDs in 2^16 slots of
-/// 32 bytes: 2 MiB of address space a shard, whose pages become resident
-/// only as IDs land in them).
-const PRESIZE_CAP: usize = 1 << 15;
+/// Most IDs a shard's table is sized for at build (2^13 IDs in 2^14 slots of
+/// 32 bytes: 512 KiB of address space a shard, 32 MiB in all, whose pages
+/// become resident only as IDs land in them).
+const PRESIZE_CAP: usize = 1 << 13;
 
 struct Shard {
     /// `LIVE`, or `ended(t)` for an ID terminal at `t`.

@@ -7,7 +7,8 @@
 //!    else steals a batch from the other shards' rings, starting at its
 //!    right-hand neighbour;
 //! 3. runs the batch, checking `stop` between jobs; every
-//!    [`COMMIT_EVERY`] endings, and whenever it runs dry, records the
+//!    `commit_every` endings (see [`COMMIT_MAX`]), and whenever it runs
+//!    dry, records the
 //!    finished IDs in the seen-ID set and gives their capacity back with
 //!    one RMW;
 //! 4. finding nothing, idles per the [`IdleStrategy`]: spins, then sleeps by
@@ -48,15 +49,27 @@ pub(crate) struct Worker<T: Send + 'static, H> {
     /// Jobs that became terminal whose capacity is not yet released (nor
     /// their IDs recorded as finished).
     unreleased: u64,
+    /// Commit once `unreleased` reaches this.
+    commit_every: u64,
 }
 
-/// How many terminal jobs a busy worker lets pile up before it records
-/// their IDs as finished and releases their capacity. Each commit takes the
-/// seen-ID set's shard locks that the batch touches, pulling those lines
-/// away from producers; committing every 256 endings rather than every
-/// batch makes a producer meet a lock last held by a worker once in about
-/// 16 submits, not on almost every one. An idle worker commits at once.
-const COMMIT_EVERY: u64 = 256;
+/// Most terminal jobs a busy worker lets pile up before it records their
+/// IDs as finished and releases their capacity. Each commit takes the
+/// seen-ID set's shard locks, pulling those lines away from producers and
+/// making them wait if they come meanwhile; committing every 1 024 endings
+/// (16 a shard) rather than every batch makes a producer meet a lock last
+/// held by a worker once in many submits, and lets a commit's prefetches
+/// overlap. Measured on the noop demo against 256 endings and 16 shards:
+/// about +8% single submits, +11% batched. An idle worker commits at once.
+const COMMIT_MAX: u64 = 1024;
+
+/// The commit period for an engine of `capacity` over `workers`: at most a
+/// quarter of a worker's share of the capacity stays unreleased, so small
+/// engines keep producers flowing instead of waiting for a worker to run
+/// dry.
+fn commit_every(capacity: u64, workers: usize) -> u64 {
+    (capacity / (4 * workers as u64).max(1)).clamp(1, COMMIT_MAX)
+}
 
 /// How long a worker must have been idle before it publishes its samples
 /// and gauges (and how long a dirty worker parks before it does).
@@ -72,6 +85,7 @@ where
         let seed = shared.config.seed;
         let record = shared.config.record_latency;
         let presize = (shared.config.ring_capacity as u64).min(shared.config.capacity) as usize;
+        let commit_every = commit_every(shared.config.capacity, shared.config.workers);
         Worker {
             index,
             shared,
@@ -83,12 +97,13 @@ where
             core: ShardCore::new(
                 seed.wrapping_add((index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
                 presize,
-                // Under `COMMIT_EVERY` pending, plus one claim's worth.
-                COMMIT_EVERY as usize + 2 * batch,
+                // Under `commit_every` pending, plus one claim's worth.
+                commit_every as usize + 2 * batch,
             ),
             recorder: Recorder::new(record),
             dirty: false,
             unreleased: 0,
+            commit_every,
         }
     }
 
@@ -213,7 +228,7 @@ where
                 break;
             }
         }
-        if self.unreleased >= COMMIT_EVERY {
+        if self.unreleased >= self.commit_every {
             self.commit();
         }
     }
