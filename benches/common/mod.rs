@@ -470,11 +470,15 @@ pub mod latency {
     pub fn offered(sys: LatSystem, rate: u64, dur: Duration) -> Histogram<u64> {
         let n = (rate as f64 * dur.as_secs_f64()) as u64;
         let period = Duration::from_secs_f64(1.0 / rate as f64);
-        let base = Instant::now();
+        // The schedule starts at the first send, once the system is built:
+        // building it is not queueing (quay's build reserves and zeroes its
+        // seen-ID tables, some milliseconds).
+        let start: Arc<std::sync::OnceLock<Instant>> = Arc::default();
         let h = Arc::new(Mutex::new(hist()));
         let record = {
-            let h = h.clone();
+            let (h, start) = (h.clone(), start.clone());
             move |intended: u64| {
+                let base = *start.get_or_init(Instant::now);
                 let now = base.elapsed().as_nanos() as u64;
                 h.lock()
                     .unwrap()
@@ -482,6 +486,7 @@ pub mod latency {
             }
         };
         let pace = |i: u64| -> u64 {
+            let base = *start.get_or_init(Instant::now);
             let intended = base + period * i as u32;
             while Instant::now() < intended {
                 std::hint::spin_loop();
