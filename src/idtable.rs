@@ -264,21 +264,26 @@ impl IdTable {
     /// Starts loading `id`'s home line into the cache, so a later lookup
     /// finds it there. A hint: no effect on the table.
     #[inline]
-    pub(crate) fn prefetch(&self, id: JobId) {
-        prefetch_at(self.hint(), id);
+    pub(crate) fn prefetch(&self, id: JobId, lines: usize) {
+        prefetch_at(self.hint(), id, lines);
     }
 }
 
-/// Starts loading the line `id` would probe first in the table `hint`
-/// describes. The hint may be stale (the table grew since): the address is
-/// then wrong, which a prefetch allows (see `prefetch_line`).
+/// Starts loading the `lines` lines from the one `id` would probe first in
+/// the table `hint` describes: one for a lookup, two for a deletion (whose
+/// backward shift reads the slots after the ID's). The hint may be stale
+/// (the table grew since): the address is then wrong, which a prefetch
+/// allows (see `prefetch_line`).
 #[inline]
-pub(crate) fn prefetch_at(hint: Hint, id: JobId) {
+pub(crate) fn prefetch_at(hint: Hint, id: JobId, lines: usize) {
     if hint.base == 0 {
         return;
     }
     let home = (hash(id.as_u128()) >> hint.shift) as usize;
-    prefetch_line(hint.base.wrapping_add(home * std::mem::size_of::<Slot>()));
+    let addr = hint.base.wrapping_add(home * std::mem::size_of::<Slot>());
+    for i in 0..lines {
+        prefetch_line(addr.wrapping_add(i * 64));
+    }
 }
 
 /// A read prefetch: the line is written next too, but a line no other

@@ -145,6 +145,8 @@ pub(crate) struct ShardCore<T> {
     rng: Rng,
     /// Terminal jobs' IDs not yet recorded in the seen-ID set.
     finished: Vec<crate::job::JobId>,
+    /// Working space for `finished`'s commit.
+    scratch: Vec<crate::job::JobId>,
 }
 
 impl<T> ShardCore<T> {
@@ -159,6 +161,7 @@ impl<T> ShardCore<T> {
             ready: VecDeque::with_capacity(presize),
             rng: Rng::new(seed),
             finished: Vec::with_capacity(pending),
+            scratch: Vec::with_capacity(pending),
         }
     }
 
@@ -200,7 +203,7 @@ impl<T> ShardCore<T> {
     pub(crate) fn commit_finished(&mut self, sem: &Semantics<T>, now: Timestamp) {
         if let Some(s) = &sem.seen {
             if !self.finished.is_empty() {
-                s.finish_all(&mut self.finished, now);
+                s.finish_all(&mut self.finished, &mut self.scratch, now);
             }
         }
     }
