@@ -306,19 +306,19 @@ impl SeenSet {
     ///
     /// Grouped by shard (a counting sort), so each shard's lock is taken
     /// once per group: a worker's commit costs one lock transfer per shard,
-    /// not one per job. The cache misses overlap instead of queueing: every
+    /// not one per job. The cache misses overlap instead of queueing: each
     /// ID's two lines (its slot and the next, which a deletion's backward
-    /// shift reads) are prefetched first, and under each lock the lines of
-    /// the old IDs the group will evict. (A separate first pass over the
+    /// shift reads) are prefetched 16 IDs ahead of its turn, and under each
+    /// lock the lines of the old IDs the group will evict. (Prefetching all
+    /// 1 024 IDs up front measured 4-6% slower: the first lines were gone
+    /// again by their turn.) (A separate first pass over the
     /// locks to prefetch the evictions earlier measured worse for single
     /// submits: producers met the extra lock traffic.)
     pub fn finish_all(&self, ids: &mut Vec<JobId>, scratch: &mut Vec<JobId>, now: Timestamp) {
         let now = now.as_nanos();
         let mut start = [0usize; SHARDS + 1];
         for &id in ids.iter() {
-            let at = self.shard_index(id);
-            prefetch_at(self.shards[at].hint(), id, 2);
-            start[at + 1] += 1;
+            start[self.shard_index(id) + 1] += 1;
         }
         for i in 0..SHARDS {
             start[i + 1] += start[i];
@@ -336,6 +336,18 @@ impl SeenSet {
                 .map(|at| (at, start[at]..start[at + 1]))
                 .filter(|(_, r)| !r.is_empty())
         };
+        // Prefetch a fixed distance ahead of the work, so lines arrive
+        // just before their use instead of all at once (too many misses in
+        // flight, and the first lines evicted before they are used).
+        const AHEAD: usize = 16;
+        let ahead = |k: usize| {
+            if let Some(&id) = scratch.get(k + AHEAD) {
+                prefetch_at(self.shards[self.shard_index(id)].hint(), id, 2);
+            }
+        };
+        for &id in scratch.iter().take(AHEAD) {
+            prefetch_at(self.shards[self.shard_index(id)].hint(), id, 2);
+        }
         for (at, r) in groups() {
             let cell = &self.shards[at];
             let mut s = relock(cell.lock.lock());
@@ -345,8 +357,9 @@ impl SeenSet {
                     s.map.prefetch(old, 2);
                 }
             }
-            for &id in &scratch[r] {
-                self.finish_locked(&mut s, id, now);
+            for k in r {
+                ahead(k);
+                self.finish_locked(&mut s, scratch[k], now);
             }
             cell.refresh(&mut s);
         }
