@@ -366,6 +366,12 @@ impl SeenSet {
         ids.clear();
     }
 
+    /// How many of its most recent terminal IDs each shard remembers (within
+    /// the window): the capacity's share of one shard.
+    pub fn shard_capacity(&self) -> usize {
+        self.per_shard_cap
+    }
+
     /// Terminal IDs forgotten early to respect the capacity (takes every
     /// shard's lock).
     pub(crate) fn evicted(&self) -> u64 {
