@@ -16,6 +16,7 @@
 use crate::envelope::Envelope;
 use crate::job::Key;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 
 const NIL: usize = usize::MAX;
 
@@ -31,8 +32,68 @@ struct List {
     tail: usize,
 }
 
+/// The busy-key map's hasher: a folded multiply (the 128-bit product's
+/// halves XORed) of the key under a random per-table seed. A fraction of
+/// SipHash's cost per job, and an outsider choosing keys (user IDs, say)
+/// cannot aim them at one probe chain without the seed.
+#[derive(Clone, Copy)]
+struct KeySeed {
+    seed: u64,
+    mul: u64,
+}
+
+impl KeySeed {
+    fn random() -> KeySeed {
+        let r = std::collections::hash_map::RandomState::new();
+        KeySeed {
+            seed: r.hash_one(1u64),
+            // Odd, so the multiply loses no bits.
+            mul: r.hash_one(2u64) | 1,
+        }
+    }
+}
+
+impl BuildHasher for KeySeed {
+    type Hasher = KeyHasher;
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher {
+            seed: *self,
+            h: self.seed,
+        }
+    }
+}
+
+struct KeyHasher {
+    seed: KeySeed,
+    h: u64,
+}
+
+impl KeyHasher {
+    fn fold(&mut self, v: u64) {
+        let p = ((self.h ^ v) as u128).wrapping_mul(self.seed.mul as u128);
+        self.h = (p as u64) ^ ((p >> 64) as u64);
+    }
+}
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.h
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // `Key` hashes through `write_u64`; this is for completeness.
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.fold(u64::from_le_bytes(b));
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.fold(v);
+    }
+}
+
 pub(crate) struct KeyTable<T> {
-    busy: HashMap<Key, List>,
+    busy: HashMap<Key, List, KeySeed>,
     slab: Vec<Node<T>>,
     free: usize,
     /// Jobs waiting behind a busy key (not counting the busy ones).
@@ -42,7 +103,7 @@ pub(crate) struct KeyTable<T> {
 impl<T> Default for KeyTable<T> {
     fn default() -> KeyTable<T> {
         KeyTable {
-            busy: HashMap::new(),
+            busy: HashMap::with_hasher(KeySeed::random()),
             slab: Vec::new(),
             free: NIL,
             queued: 0,
@@ -54,6 +115,7 @@ impl<T> KeyTable<T> {
     /// A table whose slab holds `n` waiting jobs before it must grow.
     pub(crate) fn with_capacity(n: usize) -> KeyTable<T> {
         KeyTable {
+            busy: HashMap::with_capacity_and_hasher(n, KeySeed::random()),
             slab: Vec::with_capacity(n),
             ..KeyTable::default()
         }
