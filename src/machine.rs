@@ -135,6 +135,17 @@ pub(crate) fn attempt(run: impl FnOnce() -> Result<(), JobError>) -> (Result<(),
     }
 }
 
+/// When a terminal job's ID is recorded in the seen-ID set.
+#[derive(Clone, Copy)]
+enum Record {
+    /// With the worker's next commit (completions: the common case,
+    /// recorded in bulk).
+    AtCommit,
+    /// At once (deaths: rare, and the dead letter is visible in the DLQ
+    /// right away, so a redrive must find the ID no longer live).
+    Now,
+}
+
 /// One shard's owner-only state.
 pub(crate) struct ShardCore<T> {
     keys: KeyTable<T>,
@@ -179,8 +190,11 @@ impl<T> ShardCore<T> {
     }
 
     /// `env` may run once due (its key, if any, is already busy with it).
+    /// A job due at its accept time is ready whatever `now` says: `now` may
+    /// come from another core's clock, a few nanoseconds behind the
+    /// producer's (TSC reads are neither fenced nor synchronised exactly).
     fn schedule(&mut self, env: Envelope<T>, now: Timestamp) {
-        if env.ready_at > now {
+        if env.ready_at > now && env.ready_at > env.accepted_at {
             self.timer.insert(env.ready_at, env);
         } else {
             self.ready.push_back(env);
@@ -195,11 +209,12 @@ impl<T> ShardCore<T> {
         }
     }
 
-    /// Records the IDs of the jobs that became terminal since the last
-    /// call as finished in the seen-ID set, in one grouped pass. The engine
-    /// calls it at the end of each batch (before releasing the batch's
-    /// capacity), the driver after each step; until then the IDs stay live,
-    /// which only makes a resubmit in that instant a duplicate.
+    /// Records the IDs of the jobs that completed since the last call as
+    /// finished in the seen-ID set, in one grouped pass. A worker calls it
+    /// when it commits (before releasing those jobs' capacity: see
+    /// `worker.rs`), the driver after each step; until then the IDs stay
+    /// live, which can only make a resubmit meanwhile a duplicate. (Dead
+    /// jobs are recorded at once.)
     pub(crate) fn commit_finished(&mut self, sem: &Semantics<T>, now: Timestamp) {
         if let Some(s) = &sem.seen {
             if !self.finished.is_empty() {
@@ -231,7 +246,7 @@ impl<T> ShardCore<T> {
     ) -> Settled {
         let err = match result {
             Ok(()) => {
-                self.conclude(sem, &env, now);
+                self.conclude(sem, &env, now, Record::AtCommit);
                 return Settled::Completed;
             }
             Err(e) => e,
@@ -247,7 +262,7 @@ impl<T> ShardCore<T> {
                 Settled::Retrying
             }
             Decision::Dead => {
-                self.conclude(sem, &env, now);
+                self.conclude(sem, &env, now, Record::Now);
                 sem.dlq.push(DeadLetter {
                     attempts: env.attempts,
                     errors: env.errors.map_or_else(Vec::new, |e| *e),
@@ -260,10 +275,14 @@ impl<T> ShardCore<T> {
         }
     }
 
-    /// A job became terminal: its ID is remembered, its key moves on.
-    fn conclude(&mut self, sem: &Semantics<T>, env: &Envelope<T>, now: Timestamp) {
-        if sem.seen.is_some() {
-            self.finished.push(env.job.id);
+    /// A job became terminal: its ID is remembered (at the next commit, or
+    /// at once), its key moves on.
+    fn conclude(&mut self, sem: &Semantics<T>, env: &Envelope<T>, now: Timestamp, when: Record) {
+        if let Some(seen) = &sem.seen {
+            match when {
+                Record::AtCommit => self.finished.push(env.job.id),
+                Record::Now => seen.finish(env.job.id, now),
+            }
         }
         if let Some(key) = env.job.key {
             if let Some(next) = self.keys.next(key) {

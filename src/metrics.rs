@@ -69,7 +69,9 @@ pub struct GaugeSnapshot {
     pub key_waiting: u64,
     /// Keys with jobs.
     pub live_keys: u64,
-    /// Jobs held: accepted and not yet terminal or returned.
+    /// Jobs held: accepted and not yet released (not yet terminal or
+    /// returned, or terminal but not yet committed by their worker: at most
+    /// a millisecond while it is busy, never once it is idle).
     pub held: u64,
     /// Entries in the dead-letter queue.
     pub dead_letters: u64,

@@ -7,8 +7,8 @@
 //!    else steals a batch from the other shards' rings, starting at its
 //!    right-hand neighbour;
 //! 3. runs the batch, checking `stop` between jobs; every
-//!    `commit_every` endings (see [`COMMIT_MAX`]), and whenever it runs
-//!    dry, records the
+//!    `commit_every` endings (see [`COMMIT_MAX`]), at least every
+//!    [`COMMIT_AGE`], and whenever it runs dry, records the
 //!    finished IDs in the seen-ID set and gives their capacity back with
 //!    one RMW;
 //! 4. finding nothing, idles per the [`IdleStrategy`]: spins, then sleeps by
@@ -51,7 +51,13 @@ pub(crate) struct Worker<T: Send + 'static, H> {
     unreleased: u64,
     /// Commit once `unreleased` reaches this.
     commit_every: u64,
+    /// When the oldest unreleased ending happened.
+    oldest: Option<Timestamp>,
 }
+
+/// Longest a busy worker keeps an ending uncommitted: with slow handlers
+/// the count alone would hold capacity (and IDs as live) for long.
+const COMMIT_AGE: Duration = Duration::from_millis(1);
 
 /// Most terminal jobs a busy worker lets pile up before it records their
 /// IDs as finished and releases their capacity. Each commit takes the
@@ -60,7 +66,8 @@ pub(crate) struct Worker<T: Send + 'static, H> {
 /// (16 a shard) rather than every batch makes a producer meet a lock last
 /// held by a worker once in many submits, and lets a commit's prefetches
 /// overlap. Measured on the noop demo against 256 endings and 16 shards:
-/// about +8% single submits, +11% batched. An idle worker commits at once.
+/// about +8% single submits, +11% batched. An idle worker commits at once,
+/// and a busy one at least every [`COMMIT_AGE`].
 const COMMIT_MAX: u64 = 1024;
 
 /// The commit period for an engine of `capacity` over `workers`: at most a
@@ -104,6 +111,7 @@ where
             dirty: false,
             unreleased: 0,
             commit_every,
+            oldest: None,
         }
     }
 
@@ -179,8 +187,9 @@ where
         let me = &self.shared.shards[self.index];
         let inbox = &mut self.inbox;
         me.inbox.pop_batch(self.batch, |e| inbox.push_back(e));
-        // Read the clock after the claim: a job's accept time is then never
-        // later than `now`, so only a real delay sends it to the timer.
+        // The clock after the claim. A job due at its accept time is ready
+        // whatever this reads (see `ShardCore::schedule`): the producer's
+        // clock read may be a few ns ahead of this core's.
         let now = self.shared.clock.now();
         for e in self.inbox.drain(..) {
             self.core.admit(e, now);
@@ -221,32 +230,45 @@ where
     /// Runs the claimed jobs until done or told to stop.
     fn run_local(&mut self) {
         while let Some(env) = self.local.pop_front() {
-            self.unreleased += self.run_one(env) as u64;
+            let (terminal, now) = self.run_one(env);
+            if terminal {
+                self.unreleased += 1;
+                self.oldest.get_or_insert(now);
+            }
+            let old = self
+                .oldest
+                .is_some_and(|t| now.saturating_since(t) >= COMMIT_AGE);
+            if self.unreleased >= self.commit_every || old {
+                self.commit_at(now);
+            }
             // Relaxed: a hint to stop early; the Acquire load at the top of
             // the loop is what orders shutdown.
             if self.shared.stop.load(Ordering::Relaxed) {
                 break;
             }
         }
-        if self.unreleased >= self.commit_every {
-            self.commit();
+    }
+
+    /// Commits now (the worker ran dry, or is stopping).
+    fn commit(&mut self) {
+        if self.unreleased > 0 {
+            self.commit_at(self.shared.clock.now());
         }
     }
 
-    /// Records the finished jobs' IDs, then releases their capacity: once
-    /// nothing is held, dedup knows every ending.
-    fn commit(&mut self) {
-        if self.unreleased == 0 {
-            return;
-        }
-        self.core
-            .commit_finished(&self.shared.sem, self.shared.clock.now());
+    /// Records the completed jobs' IDs, then releases the capacity of every
+    /// job that ended since the last commit: once nothing is held, dedup
+    /// knows every ending.
+    fn commit_at(&mut self, now: Timestamp) {
+        self.core.commit_finished(&self.shared.sem, now);
         self.shared.gate.release(self.unreleased);
         self.unreleased = 0;
+        self.oldest = None;
     }
 
-    /// Runs one attempt; returns whether the job is now terminal.
-    fn run_one(&mut self, mut env: Envelope<T>) -> bool {
+    /// Runs one attempt; returns whether the job is now terminal, and the
+    /// time the attempt ended.
+    fn run_one(&mut self, mut env: Envelope<T>) -> (bool, Timestamp) {
         let ctx = env.begin_attempt(self.index);
         let shared = &*self.shared;
         let st = &shared.stats[self.index];
@@ -278,7 +300,7 @@ where
         {
             self.publish();
         }
-        terminal
+        (terminal, now)
     }
 
     /// Publishes this worker's latency samples and gauges to readers.
@@ -326,5 +348,21 @@ where
         } else {
             due.saturating_since(clock.now())
         })
+    }
+}
+
+#[cfg(all(test, not(quay_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_period_is_a_quarter_of_a_workers_share_capped() {
+        assert_eq!(commit_every(65_536, 1), COMMIT_MAX);
+        assert_eq!(commit_every(65_536, 16), COMMIT_MAX);
+        assert_eq!(commit_every(4_096, 2), 512);
+        assert_eq!(commit_every(64, 2), 8);
+        // Never zero: a tiny engine commits every ending.
+        assert_eq!(commit_every(3, 4), 1);
+        assert_eq!(commit_every(1, 1), 1);
     }
 }

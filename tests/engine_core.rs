@@ -388,3 +388,38 @@ fn shutdown_timeout_runs_what_it_can_then_returns_the_rest() {
     assert_eq!(c.completed + c.returned, 100);
     assert!(c.is_conserved());
 }
+
+#[test]
+fn a_busy_worker_releases_capacity_without_going_idle() {
+    // One worker kept busy by 2 ms jobs: it never runs dry until the end,
+    // so only its commit age bound (a millisecond) can release capacity
+    // before then. With the count bound alone (64 / 4 = 16 endings) `held`
+    // would stay at 64 until 16 jobs had ended.
+    const N: u64 = 64;
+    let engine = Engine::<u64>::builder()
+        .workers(1)
+        .pin_workers(false)
+        .capacity(N)
+        .build(|_, _| {
+            std::thread::sleep(Duration::from_millis(2));
+            Ok(())
+        })
+        .unwrap();
+    for i in 0..N {
+        assert_eq!(
+            engine.try_submit(Job::new(i, i)).unwrap(),
+            Submitted::Accepted
+        );
+    }
+    wait_for(|| engine.counts().completed >= 5);
+    // Read `completed` first: `held` only falls meanwhile. Every ending
+    // but the latest is committed (it commits as the next one ends).
+    let completed = engine.counts().completed;
+    let held = engine.counts().held;
+    assert!(
+        held <= N - completed + 1,
+        "held {held} after {completed} completions"
+    );
+    let report = engine.shutdown();
+    assert_eq!(report.counts.completed, N);
+}
