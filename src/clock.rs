@@ -82,8 +82,12 @@ impl Clock {
 /// The monotonic clock: nanoseconds since it was made.
 ///
 /// Read through [`quanta`]: from the CPU's invariant time-stamp counter,
-/// scaled by a calibration against the OS clock made once per process,
-/// where the CPU has one; from the OS monotonic clock otherwise. A worker
+/// scaled by a calibration against the OS clock made once per process
+/// (by the first clock made: it can take up to some 200 ms), where the CPU
+/// has one; from the OS monotonic clock otherwise. TSC reads are not
+/// serialising, and two cores' counters may differ by a few nanoseconds:
+/// the engine never relies on timestamps from two threads being ordered
+/// to that precision. A worker
 /// reads the time twice per job (an attempt's start and end), and a TSC
 /// read with its scaling costs a fraction of `clock_gettime`.
 #[derive(Clone, Debug)]

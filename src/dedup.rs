@@ -15,11 +15,13 @@
 //! # Bounded memory without scans
 //!
 //! Each shard keeps its terminal IDs in a FIFO in the order they ended.
-//! Every operation on a shard first pops from the FIFO front while the
+//! Every ending recorded in a shard then pops from the FIFO front while the
 //! front's window has passed, or while the shard holds more than its share
-//! of `dedup_capacity` (counted as evicted): amortised O(1), no scan. An
-//! entry whose ID has since become live again is stale, and popping it
-//! changes nothing. So a shard's map holds at most its live IDs plus its
+//! of `dedup_capacity` (counted as evicted): amortised O(1), no scan. (A
+//! submit does not trim: only endings add terminal IDs, and an ID past its
+//! window is new again whether or not it has been popped.) An entry whose
+//! ID has since become live again, or ended again, is stale, and popping
+//! it changes nothing: each ending's state is unique within its shard. So a shard's map holds at most its live IDs plus its
 //! share of the capacity, and its FIFO at most that share: memory is flat
 //! over an endless stream of distinct IDs.
 //!
@@ -27,7 +29,7 @@
 //! to within the spread of a uniform hash.
 
 use crate::clock::{duration_nanos, Timestamp};
-use crate::idtable::{prefetch_at, Hint, IdTable};
+use crate::idtable::{mix, prefetch_at, Hint, IdTable, Seed};
 use crate::job::JobId;
 use crate::loom::sync::atomic::{AtomicUsize, Ordering};
 use crate::loom::sync::Mutex;
@@ -69,6 +71,8 @@ struct Shard {
     /// plain count under the lock: an atomic RMW per eviction would be a
     /// full barrier, stalling on the slot writes just made.
     evicted: u64,
+    /// The last terminal state recorded here; each new one is above it.
+    last: u64,
 }
 
 /// Dedup settings.
@@ -107,6 +111,7 @@ impl ShardCell {
                 map,
                 ended,
                 evicted: 0,
+                last: 0,
             }),
             base: AtomicUsize::new(h.base),
             shift: AtomicUsize::new(h.shift as usize),
@@ -125,6 +130,11 @@ impl ShardCell {
     }
 
     fn hint(&self) -> Hint {
+        if cfg!(quay_loom) {
+            // Prefetches compile to nothing under loom: skip the loads too,
+            // so the models explore only the synchronisation that matters.
+            return Hint::default();
+        }
         // Relaxed: see `refresh`.
         Hint {
             base: self.base.load(Ordering::Relaxed),
@@ -139,6 +149,8 @@ pub struct SeenSet {
     mask: usize,
     window: u64,
     per_shard_cap: usize,
+    /// The keys of every ID's mix, for shards and tables alike.
+    seed: Seed,
 }
 
 fn relock<G>(r: Result<G, std::sync::PoisonError<G>>) -> G {
@@ -151,9 +163,13 @@ impl SeenSet {
     /// Each shard's table is sized at build for its share of
     /// `live_bound + capacity`, plus a sixteenth and 64 for a uniform
     /// hash's uneven spread over shards (many standard deviations): a
-    /// running engine allocates nothing here. The slots are zeroed and
-    /// faulted in at build (the default configuration: 32 MiB, about 10 ms
-    /// on the 2-core VM), so the hot path takes no page faults.
+    /// running engine allocates nothing here, as long as that share fits
+    /// the cap of 2^13 IDs a table (up to `capacity + dedup_capacity` of
+    /// about 500 000; a bigger setting grows its tables while it fills,
+    /// each growth allocating and faulting in the doubled table under its
+    /// shard's lock). The slots are zeroed and faulted in at build (the
+    /// default configuration: 32 MiB, about 13 ms on the 2-core VM), so the
+    /// hot path takes no page faults.
     pub fn new(cfg: DedupConfig, live_bound: u64) -> SeenSet {
         // Enough shards that workers and producers rarely meet on one lock;
         // fewer under loom to keep the model small.
@@ -175,11 +191,27 @@ impl SeenSet {
             .saturating_add(share / 16)
             .saturating_add(64)
             .min(PRESIZE_CAP);
+        SeenSet::with_tables(cfg, presize)
+    }
+
+    /// A set whose shard tables are sized for `ids_per_table` IDs (they
+    /// grow past that). For tests and fuzzing, which want tiny tables that
+    /// wrap and grow; [`SeenSet::new`] sizes them for a configuration.
+    #[doc(hidden)]
+    pub fn with_tables(cfg: DedupConfig, ids_per_table: usize) -> SeenSet {
+        let n = if cfg!(quay_loom) { 2 } else { SHARDS };
+        let per_shard_cap = cfg.capacity.div_ceil(n).max(1);
+        let remembered = if cfg.window.is_zero() {
+            0
+        } else {
+            per_shard_cap
+        };
+        let seed = Seed::random();
         SeenSet {
             shards: (0..n)
                 .map(|_| {
                     CachePadded::new(ShardCell::new(
-                        IdTable::with_capacity(presize),
+                        IdTable::with_capacity(ids_per_table, seed),
                         VecDeque::with_capacity(remembered.min(PRESIZE_CAP) + 1),
                     ))
                 })
@@ -187,6 +219,7 @@ impl SeenSet {
             mask: n - 1,
             window: duration_nanos(cfg.window),
             per_shard_cap,
+            seed,
         }
     }
 
@@ -200,14 +233,13 @@ impl SeenSet {
     /// it. A hint only.
     #[inline]
     pub fn prefetch(&self, id: JobId) {
-        prefetch_at(self.shards[self.shard_index(id)].hint(), id, 1);
+        prefetch_at(self.shards[self.shard_index(id)].hint(), self.seed, id, 1);
     }
 
     fn shard_index(&self, id: JobId) -> usize {
-        // A different multiplier from the tables' own hash, so the bits
-        // picking the shard are independent of those picking the slot.
-        let v = id.as_u128();
-        let h = ((v as u64) ^ ((v >> 64) as u64)).wrapping_mul(0xD6E8_FEB8_6659_FD93);
+        // The mix's top bits pick the slot in a table; a multiply brings
+        // its other bits up to pick the shard.
+        let h = mix(self.seed, id.as_u128()).wrapping_mul(0xD6E8_FEB8_6659_FD93);
         (h >> 58) as usize & self.mask
     }
 
@@ -260,7 +292,7 @@ impl SeenSet {
     /// (redrive bypasses the window). Returns `false`, changing nothing, if
     /// `id` is live already: a job with that ID is in the engine, and a
     /// second live copy would break dedup.
-    pub(crate) fn revive(&self, id: JobId) -> bool {
+    pub fn revive(&self, id: JobId) -> bool {
         let cell = &self.shards[self.shard_index(id)];
         let mut s = relock(cell.lock.lock());
         let revived = s
@@ -277,7 +309,7 @@ impl SeenSet {
     }
 
     /// Undoes a `try_insert` whose job was then refused.
-    pub(crate) fn forget_live(&self, id: JobId) {
+    pub fn forget_live(&self, id: JobId) {
         let mut s = relock(self.shard(id).lock());
         s.map.remove_if(id, |st| st == LIVE);
     }
@@ -295,7 +327,13 @@ impl SeenSet {
             s.map.remove_if(id, |_| true);
             return;
         }
-        let state = ended(now);
+        // Strictly increasing within the shard, so no two FIFO entries
+        // share a state: an ID that ends twice in one nanosecond (a manual
+        // clock, the driver) must not have its newer ending evicted along
+        // with its older entry. The cost: such endings count as up to a few
+        // nanoseconds later than they were.
+        let state = ended(now).max(s.last.saturating_add(1)).min(LIVE - 1);
+        s.last = state;
         s.map.set(id, state);
         s.ended.push_back((id, state));
         self.trim(s, now);
@@ -342,11 +380,11 @@ impl SeenSet {
         const AHEAD: usize = 16;
         let ahead = |k: usize| {
             if let Some(&id) = scratch.get(k + AHEAD) {
-                prefetch_at(self.shards[self.shard_index(id)].hint(), id, 2);
+                prefetch_at(self.shards[self.shard_index(id)].hint(), self.seed, id, 2);
             }
         };
         for &id in scratch.iter().take(AHEAD) {
-            prefetch_at(self.shards[self.shard_index(id)].hint(), id, 2);
+            prefetch_at(self.shards[self.shard_index(id)].hint(), self.seed, id, 2);
         }
         for (at, r) in groups() {
             let cell = &self.shards[at];
@@ -469,6 +507,63 @@ mod tests {
             assert!(s.is_live(id), "not finished: still live");
         }
         assert!(s.try_insert(ids[0], t(110)), "past the window");
+    }
+
+    #[test]
+    fn an_id_ending_twice_in_one_nanosecond_keeps_its_newer_ending() {
+        // One remembered ending per shard: the second ending pushes the
+        // first out of the FIFO, and with equal states that pop would have
+        // forgotten the ID altogether.
+        let s = SeenSet::with_tables(
+            DedupConfig {
+                window: Duration::from_secs(1),
+                capacity: SHARDS,
+            },
+            8,
+        );
+        let id = JobId::from(42u64);
+        assert!(s.try_insert(id, t(0)));
+        s.finish(id, t(5));
+        assert!(s.revive(id), "redrive: live again");
+        s.finish(id, t(5));
+        assert!(!s.try_insert(id, t(6)), "the newer ending is remembered");
+    }
+
+    #[test]
+    fn tables_grow_and_the_prefetch_hint_follows() {
+        let s = SeenSet::with_tables(DedupConfig::default(), 1);
+        for i in 0..10_000u64 {
+            assert!(s.try_insert(JobId::from(i), t(0)));
+        }
+        for cell in s.shards.iter() {
+            let mut g = relock(cell.lock.lock());
+            assert!(g.map.slots() > 8, "every table grew");
+            assert!(!g.map.take_grown(), "growth was republished");
+            assert_eq!(cell.hint(), g.map.hint());
+        }
+        for i in 0..10_000u64 {
+            assert!(!s.try_insert(JobId::from(i), t(1)));
+        }
+    }
+
+    #[test]
+    fn structured_ids_spread_over_shards() {
+        // `tenant << 64 | sequence`: a fold by XOR alone would map each
+        // value of `tenant ^ sequence` to one shard and one home slot.
+        let s = SeenSet::new(DedupConfig::default(), 65_536);
+        let mut per = vec![0usize; s.shards.len()];
+        let mut mixed = std::collections::HashSet::new();
+        for tenant in 0..64u128 {
+            for seq in 0..64u128 {
+                let id = tenant << 64 | seq;
+                per[s.shard_index(JobId::from(id))] += 1;
+                mixed.insert(mix(s.seed, id));
+            }
+        }
+        // The XOR fold gives these 4 096 IDs 64 hashes in all.
+        assert_eq!(mixed.len(), 4096, "hash collisions");
+        let max = per.iter().copied().max().unwrap_or(0);
+        assert!(max < 4 * 4096 / SHARDS, "uneven: {per:?}");
     }
 
     #[test]

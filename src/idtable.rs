@@ -21,8 +21,9 @@
 //! its state, and a probe of a table at most half full usually ends within
 //! its home line. The seen-ID set is far larger than a core's cache
 //! (the dedup window remembers hundreds of thousands of IDs), so these lines
-//! are DRAM misses, and their number is the cost: [`IdTable::prefetch`] lets
-//! a batch start all its misses before it needs the first.
+//! are DRAM misses, and their number is the cost: [`prefetch_at`] lets a
+//! caller start a miss before it needs the line (a submit before its
+//! capacity claim, a batch as it stages, a commit 16 IDs ahead).
 //!
 //! # Memory
 //!
@@ -54,6 +55,7 @@ pub(crate) struct IdTable {
     len: usize,
     /// Set when `grow` moved the slots; see [`IdTable::take_grown`].
     grown: bool,
+    seed: Seed,
 }
 
 /// Where a table's slots are, for a prefetch by a thread that does not hold
@@ -64,11 +66,42 @@ pub(crate) struct Hint {
     pub(crate) shift: u32,
 }
 
-/// Fibonacci hashing of the folded ID: the multiply spreads sequential
-/// integer IDs, and the top bits are the best mixed.
+/// The keys of [`mix`]: random per seen-ID set, so that IDs chosen from
+/// outside (a client's UUIDs, say) cannot be aimed at one probe chain.
+/// Fixed under `cfg(fuzzing)`, so a fuzzer's finding replays exactly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Seed {
+    k0: u64,
+    k1: u64,
+}
+
+impl Seed {
+    pub(crate) fn random() -> Seed {
+        if cfg!(fuzzing) {
+            return Seed {
+                k0: 0x243F_6A88_85A3_08D3,
+                k1: 0x1319_8A2E_0370_7344,
+            };
+        }
+        use std::hash::BuildHasher;
+        let r = std::collections::hash_map::RandomState::new();
+        Seed {
+            k0: r.hash_one(1u64),
+            k1: r.hash_one(2u64),
+        }
+    }
+}
+
+/// A 128-bit ID mixed to 64 bits: the two halves, each XORed with a key,
+/// multiplied to 128 bits and folded (a "folded multiply", as in foldhash).
+/// Every bit of either half reaches the high bits, which pick the home slot
+/// (and, through a second multiply, the shard). XORing the halves alone
+/// would collide every `(a, b)` with `(a ^ x, b ^ x)`: IDs built as
+/// `tenant << 64 | sequence` would share a few probe chains.
 #[inline]
-fn hash(id: u128) -> u64 {
-    ((id as u64) ^ ((id >> 64) as u64)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+pub(crate) fn mix(seed: Seed, id: u128) -> u64 {
+    let p = (((id as u64) ^ seed.k0) as u128).wrapping_mul((((id >> 64) as u64) ^ seed.k1) as u128);
+    (p as u64) ^ ((p >> 64) as u64)
 }
 
 /// Most IDs a table of `slots` slots holds before it grows: half. Probes
@@ -80,12 +113,13 @@ fn max_len(slots: usize) -> usize {
 }
 
 fn zeroed_slots(n: usize) -> Box<[Slot]> {
-    let layout = match std::alloc::Layout::array::<Slot>(n) {
-        Ok(l) if l.size() > 0 => l,
-        // `n` is a power of two at least 8, below `isize::MAX` bytes.
-        _ => return Vec::new().into_boxed_slice(),
-    };
-    // SAFETY: `layout` has a non-zero size.
+    // `n` is a power of two at least 8 (and never 0 here, so the layout is
+    // never empty); a size past `isize::MAX` bytes cannot be allocated, and
+    // is handled like any failed allocation.
+    let n = n.max(1);
+    let layout = std::alloc::Layout::array::<Slot>(n)
+        .unwrap_or_else(|_| std::alloc::handle_alloc_error(std::alloc::Layout::new::<Slot>()));
+    // SAFETY: `layout` has a non-zero size (at least one 32-byte slot).
     let p = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<Slot>();
     if p.is_null() {
         std::alloc::handle_alloc_error(layout);
@@ -106,8 +140,9 @@ fn zeroed_slots(n: usize) -> Box<[Slot]> {
 }
 
 impl IdTable {
-    /// A table holding up to `n` IDs before it must grow.
-    pub(crate) fn with_capacity(n: usize) -> IdTable {
+    /// A table holding up to `n` IDs before it must grow, hashing with
+    /// `seed`.
+    pub(crate) fn with_capacity(n: usize, seed: Seed) -> IdTable {
         let slots = n.saturating_mul(2).max(8).next_power_of_two();
         IdTable {
             slots: zeroed_slots(slots),
@@ -115,6 +150,7 @@ impl IdTable {
             shift: 64 - slots.trailing_zeros(),
             len: 0,
             grown: false,
+            seed,
         }
     }
 
@@ -124,6 +160,12 @@ impl IdTable {
             base: self.slots.as_ptr() as usize,
             shift: self.shift,
         }
+    }
+
+    /// Slots in all (memory is this times 32 bytes).
+    #[cfg(test)]
+    pub(crate) fn slots(&self) -> usize {
+        self.slots.len()
     }
 
     /// Whether the slots moved since the last call (the hint is stale).
@@ -139,7 +181,7 @@ impl IdTable {
 
     #[inline]
     fn home(&self, id: u128) -> usize {
-        (hash(id) >> self.shift) as usize
+        (mix(self.seed, id) >> self.shift) as usize
     }
 
     /// `Ok(slot)` holding `id`, or `Err(slot)`: the empty slot ending its
@@ -252,7 +294,7 @@ impl IdTable {
     /// Doubles the slots and reinserts every ID (allocates).
     #[cold]
     fn grow(&mut self) {
-        let old = std::mem::replace(self, IdTable::with_capacity(self.slots.len()));
+        let old = std::mem::replace(self, IdTable::with_capacity(self.slots.len(), self.seed));
         for s in old.slots.iter().filter(|s| s.state != 0) {
             let i = self.probe(s.id).unwrap_err();
             self.slots[i] = *s;
@@ -265,7 +307,7 @@ impl IdTable {
     /// finds it there. A hint: no effect on the table.
     #[inline]
     pub(crate) fn prefetch(&self, id: JobId, lines: usize) {
-        prefetch_at(self.hint(), id, lines);
+        prefetch_at(self.hint(), self.seed, id, lines);
     }
 }
 
@@ -275,11 +317,11 @@ impl IdTable {
 /// (the table grew since): the address is then wrong, which a prefetch
 /// allows (see `prefetch_line`).
 #[inline]
-pub(crate) fn prefetch_at(hint: Hint, id: JobId, lines: usize) {
+pub(crate) fn prefetch_at(hint: Hint, seed: Seed, id: JobId, lines: usize) {
     if hint.base == 0 {
         return;
     }
-    let home = (hash(id.as_u128()) >> hint.shift) as usize;
+    let home = (mix(seed, id.as_u128()) >> hint.shift) as usize;
     let addr = hint.base.wrapping_add(home * std::mem::size_of::<Slot>());
     for i in 0..lines {
         prefetch_line(addr.wrapping_add(i * 64));
@@ -301,7 +343,7 @@ mod tests {
     #[test]
     fn matches_a_hashmap_through_churn() {
         // A small table, so runs wrap and backward shifts cross the end.
-        let mut t = IdTable::with_capacity(24);
+        let mut t = IdTable::with_capacity(24, Seed::random());
         let mut model: HashMap<u128, u64> = HashMap::new();
         let mut x = 1u64;
         let steps = if cfg!(miri) { 3_000 } else { 200_000u64 };
@@ -337,7 +379,7 @@ mod tests {
     #[test]
     fn grows_past_half_full_and_keeps_everything() {
         let n = if cfg!(miri) { 300 } else { 10_000u64 };
-        let mut t = IdTable::with_capacity(4);
+        let mut t = IdTable::with_capacity(4, Seed::random());
         for i in 1..=n {
             t.set(JobId::from(i), i);
         }
@@ -352,7 +394,7 @@ mod tests {
 
     #[test]
     fn update_can_decline() {
-        let mut t = IdTable::with_capacity(8);
+        let mut t = IdTable::with_capacity(8, Seed::random());
         let id = JobId::from(3u64);
         assert_eq!(t.update(id, |_| None), None);
         assert_eq!(t.len(), 0);
