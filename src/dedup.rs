@@ -29,7 +29,7 @@
 //! to within the spread of a uniform hash.
 
 use crate::clock::{duration_nanos, Timestamp};
-use crate::idtable::{mix, prefetch_at, Hint, IdTable, Seed};
+use crate::idtable::{prefetch_at, Hashed, Hint, IdTable, Seed};
 use crate::job::JobId;
 use crate::loom::sync::atomic::{AtomicUsize, Ordering};
 use crate::loom::sync::Mutex;
@@ -223,8 +223,9 @@ impl SeenSet {
         }
     }
 
-    fn shard(&self, id: JobId) -> &Mutex<Shard> {
-        &self.shards[self.shard_index(id)].lock
+    #[inline]
+    fn hashed(&self, id: JobId) -> Hashed {
+        Hashed::new(self.seed, id)
     }
 
     /// Starts loading the line a lookup of `id` will read, without taking
@@ -233,14 +234,20 @@ impl SeenSet {
     /// it. A hint only.
     #[inline]
     pub fn prefetch(&self, id: JobId) {
-        prefetch_at(self.shards[self.shard_index(id)].hint(), self.seed, id, 1);
+        let k = self.hashed(id);
+        prefetch_at(self.shards[self.shard_of(k)].hint(), k, 1);
     }
 
+    /// The shard of an ID: the mix's top bits pick the slot in a table; a
+    /// multiply brings its other bits up to pick the shard.
+    #[inline]
+    fn shard_of(&self, k: Hashed) -> usize {
+        (k.mix.wrapping_mul(0xD6E8_FEB8_6659_FD93) >> 58) as usize & self.mask
+    }
+
+    #[cfg(test)]
     fn shard_index(&self, id: JobId) -> usize {
-        // The mix's top bits pick the slot in a table; a multiply brings
-        // its other bits up to pick the shard.
-        let h = mix(self.seed, id.as_u128()).wrapping_mul(0xD6E8_FEB8_6659_FD93);
-        (h >> 58) as usize & self.mask
+        self.shard_of(self.hashed(id))
     }
 
     /// Pops expired and over-capacity terminal IDs from the FIFO front.
@@ -253,7 +260,7 @@ impl SeenSet {
             }
             s.ended.pop_front();
             // An ID live again, or ended again later, is not this entry's.
-            if s.map.remove_if(id, |cur| cur == state) && !expired {
+            if s.map.remove_if(self.hashed(id), |cur| cur == state) && !expired {
                 s.evicted += 1;
             }
         }
@@ -268,24 +275,21 @@ impl SeenSet {
     /// been popped yet.
     pub fn try_insert(&self, id: JobId, now: Timestamp) -> bool {
         let now = now.as_nanos();
-        let cell = &self.shards[self.shard_index(id)];
+        let k = self.hashed(id);
+        let cell = &self.shards[self.shard_of(k)];
         let mut s = relock(cell.lock.lock());
-        let fresh = self.insert_locked(&mut s, id, now);
-        cell.refresh(&mut s);
-        fresh
-    }
-
-    #[inline]
-    fn insert_locked(&self, s: &mut Shard, id: JobId, now: u64) -> bool {
         let window = self.window;
-        s.map
-            .update(id, |old| match old {
+        let fresh = s
+            .map
+            .update(k, |old| match old {
                 None => Some(LIVE),
                 Some(LIVE) => None,
                 Some(st) if now.saturating_sub(ended_at(st)) < window => None,
                 Some(_) => Some(LIVE),
             })
-            .is_some()
+            .is_some();
+        cell.refresh(&mut s);
+        fresh
     }
 
     /// Makes `id` live whether or not it is remembered as finished
@@ -293,11 +297,12 @@ impl SeenSet {
     /// `id` is live already: a job with that ID is in the engine, and a
     /// second live copy would break dedup.
     pub fn revive(&self, id: JobId) -> bool {
-        let cell = &self.shards[self.shard_index(id)];
+        let k = self.hashed(id);
+        let cell = &self.shards[self.shard_of(k)];
         let mut s = relock(cell.lock.lock());
         let revived = s
             .map
-            .update(id, |old| (old != Some(LIVE)).then_some(LIVE))
+            .update(k, |old| (old != Some(LIVE)).then_some(LIVE))
             .is_some();
         cell.refresh(&mut s);
         revived
@@ -305,26 +310,29 @@ impl SeenSet {
 
     /// Whether a job with `id` is live.
     pub(crate) fn is_live(&self, id: JobId) -> bool {
-        relock(self.shard(id).lock()).map.get(id) == Some(LIVE)
+        let k = self.hashed(id);
+        relock(self.shards[self.shard_of(k)].lock.lock()).map.get(k) == Some(LIVE)
     }
 
     /// Undoes a `try_insert` whose job was then refused.
     pub fn forget_live(&self, id: JobId) {
-        let mut s = relock(self.shard(id).lock());
-        s.map.remove_if(id, |st| st == LIVE);
+        let k = self.hashed(id);
+        let mut s = relock(self.shards[self.shard_of(k)].lock.lock());
+        s.map.remove_if(k, |st| st == LIVE);
     }
 
     /// `id` reached a terminal state at `now`.
     pub fn finish(&self, id: JobId, now: Timestamp) {
-        let cell = &self.shards[self.shard_index(id)];
+        let k = self.hashed(id);
+        let cell = &self.shards[self.shard_of(k)];
         let mut s = relock(cell.lock.lock());
-        self.finish_locked(&mut s, id, now.as_nanos());
+        self.finish_locked(&mut s, k, now.as_nanos());
         cell.refresh(&mut s);
     }
 
-    fn finish_locked(&self, s: &mut Shard, id: JobId, now: u64) {
+    fn finish_locked(&self, s: &mut Shard, k: Hashed, now: u64) {
         if self.window == 0 {
-            s.map.remove_if(id, |_| true);
+            s.map.remove_if(k, |_| true);
             return;
         }
         // Strictly increasing within the shard, so no two FIFO entries
@@ -334,13 +342,14 @@ impl SeenSet {
         // nanoseconds later than they were.
         let state = ended(now).max(s.last.saturating_add(1)).min(LIVE - 1);
         s.last = state;
-        s.map.set(id, state);
-        s.ended.push_back((id, state));
+        s.map.set(k, state);
+        s.ended.push_back((JobId::from(k.id), state));
         self.trim(s, now);
     }
 
     /// Every ID in `ids` reached a terminal state at `now`; empties `ids`
-    /// (`scratch` is working space, kept to avoid allocating).
+    /// (`scratch` is working space, kept to avoid allocating: it grows to
+    /// twice the longest `ids`).
     ///
     /// Grouped by shard (a counting sort), so each shard's lock is taken
     /// once per group: a worker's commit costs one lock transfer per shard,
@@ -352,23 +361,28 @@ impl SeenSet {
     /// again by their turn.) (A separate first pass over the
     /// locks to prefetch the evictions earlier measured worse for single
     /// submits: producers met the extra lock traffic.)
-    pub fn finish_all(&self, ids: &mut Vec<JobId>, scratch: &mut Vec<JobId>, now: Timestamp) {
+    pub fn finish_all(&self, ids: &mut Vec<JobId>, scratch: &mut Vec<Hashed>, now: Timestamp) {
         let now = now.as_nanos();
+        // `scratch` holds the hashed IDs, then the same sorted by shard.
+        let n = ids.len();
+        scratch.clear();
+        scratch.extend(ids.iter().map(|&id| self.hashed(id)));
+        scratch.resize(2 * n, Hashed::default());
         let mut start = [0usize; SHARDS + 1];
-        for &id in ids.iter() {
-            start[self.shard_index(id) + 1] += 1;
+        for &k in &scratch[..n] {
+            start[self.shard_of(k) + 1] += 1;
         }
         for i in 0..SHARDS {
             start[i + 1] += start[i];
         }
-        scratch.clear();
-        scratch.extend_from_slice(ids);
         let mut next = start;
-        for &id in ids.iter() {
-            let at = self.shard_index(id);
-            scratch[next[at]] = id;
+        for i in 0..n {
+            let k = scratch[i];
+            let at = self.shard_of(k);
+            scratch[n + next[at]] = k;
             next[at] += 1;
         }
+        let sorted = &scratch[n..];
         let groups = || {
             (0..self.shards.len())
                 .map(|at| (at, start[at]..start[at + 1]))
@@ -378,13 +392,9 @@ impl SeenSet {
         // just before their use instead of all at once (too many misses in
         // flight, and the first lines evicted before they are used).
         const AHEAD: usize = 16;
-        let ahead = |k: usize| {
-            if let Some(&id) = scratch.get(k + AHEAD) {
-                prefetch_at(self.shards[self.shard_index(id)].hint(), self.seed, id, 2);
-            }
-        };
-        for &id in scratch.iter().take(AHEAD) {
-            prefetch_at(self.shards[self.shard_index(id)].hint(), self.seed, id, 2);
+        let prefetch = |k: Hashed| prefetch_at(self.shards[self.shard_of(k)].hint(), k, 2);
+        for &k in sorted.iter().take(AHEAD) {
+            prefetch(k);
         }
         for (at, r) in groups() {
             let cell = &self.shards[at];
@@ -392,12 +402,14 @@ impl SeenSet {
             if self.window != 0 {
                 let over = (s.ended.len() + r.len()).saturating_sub(self.per_shard_cap);
                 for &(old, _) in s.ended.iter().take(over.min(r.len())) {
-                    s.map.prefetch(old, 2);
+                    s.map.prefetch(self.hashed(old), 2);
                 }
             }
-            for k in r {
-                ahead(k);
-                self.finish_locked(&mut s, scratch[k], now);
+            for i in r {
+                if let Some(&k) = sorted.get(i + AHEAD) {
+                    prefetch(k);
+                }
+                self.finish_locked(&mut s, sorted[i], now);
             }
             cell.refresh(&mut s);
         }
@@ -557,7 +569,7 @@ mod tests {
             for seq in 0..64u128 {
                 let id = tenant << 64 | seq;
                 per[s.shard_index(JobId::from(id))] += 1;
-                mixed.insert(mix(s.seed, id));
+                mixed.insert(crate::idtable::mix(s.seed, id));
             }
         }
         // The XOR fold gives these 4 096 IDs 64 hashes in all.

@@ -104,6 +104,25 @@ pub(crate) fn mix(seed: Seed, id: u128) -> u64 {
     (p as u64) ^ ((p >> 64) as u64)
 }
 
+/// An ID with its mix, computed once per operation: the shard, the
+/// prefetch and the probe all use it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Hashed {
+    pub(crate) id: u128,
+    pub(crate) mix: u64,
+}
+
+impl Hashed {
+    #[inline]
+    pub(crate) fn new(seed: Seed, id: JobId) -> Hashed {
+        let id = id.as_u128();
+        Hashed {
+            id,
+            mix: mix(seed, id),
+        }
+    }
+}
+
 /// Most IDs a table of `slots` slots holds before it grows: half. Probes
 /// stay short (an absent ID probes 2.5 slots on average): measured against
 /// three quarters full, the smaller working set did not pay for the longer
@@ -180,15 +199,16 @@ impl IdTable {
     }
 
     #[inline]
-    fn home(&self, id: u128) -> usize {
-        (mix(self.seed, id) >> self.shift) as usize
+    fn home(&self, mix: u64) -> usize {
+        (mix >> self.shift) as usize
     }
 
     /// `Ok(slot)` holding `id`, or `Err(slot)`: the empty slot ending its
     /// probe, where it would go.
     #[inline]
-    fn probe(&self, id: u128) -> Result<usize, usize> {
-        let mut i = self.home(id);
+    fn probe(&self, key: Hashed) -> Result<usize, usize> {
+        let id = key.id;
+        let mut i = self.home(key.mix);
         loop {
             let s = &self.slots[i];
             if s.state == 0 {
@@ -203,8 +223,8 @@ impl IdTable {
 
     /// The state of `id`, if present.
     #[inline]
-    pub(crate) fn get(&self, id: JobId) -> Option<u64> {
-        self.probe(id.as_u128()).ok().map(|i| self.slots[i].state)
+    pub(crate) fn get(&self, key: Hashed) -> Option<u64> {
+        self.probe(key).ok().map(|i| self.slots[i].state)
     }
 
     /// Looks `id` up and lets `f` decide its new state from the old one:
@@ -213,10 +233,9 @@ impl IdTable {
     #[inline]
     pub(crate) fn update(
         &mut self,
-        id: JobId,
+        key: Hashed,
         f: impl FnOnce(Option<u64>) -> Option<u64>,
     ) -> Option<u64> {
-        let key = id.as_u128();
         match self.probe(key) {
             Ok(i) => {
                 let new = f(Some(self.slots[i].state));
@@ -235,7 +254,7 @@ impl IdTable {
                         i = self.probe(key).unwrap_err();
                     }
                     self.slots[i] = Slot {
-                        id: key,
+                        id: key.id,
                         state: s,
                         _pad: 0,
                     };
@@ -248,14 +267,14 @@ impl IdTable {
 
     /// Stores `state` (non-zero) for `id`, inserting or overwriting.
     #[inline]
-    pub(crate) fn set(&mut self, id: JobId, state: u64) {
-        self.update(id, |_| Some(state));
+    pub(crate) fn set(&mut self, key: Hashed, state: u64) {
+        self.update(key, |_| Some(state));
     }
 
     /// Removes `id` if its state satisfies `pred`; returns whether it did.
     #[inline]
-    pub(crate) fn remove_if(&mut self, id: JobId, pred: impl FnOnce(u64) -> bool) -> bool {
-        match self.probe(id.as_u128()) {
+    pub(crate) fn remove_if(&mut self, key: Hashed, pred: impl FnOnce(u64) -> bool) -> bool {
+        match self.probe(key) {
             Ok(i) if pred(self.slots[i].state) => {
                 self.delete_at(i);
                 true
@@ -276,7 +295,7 @@ impl IdTable {
             if s.state == 0 {
                 break;
             }
-            let home = self.home(s.id);
+            let home = self.home(mix(self.seed, s.id));
             let stays = if hole <= j {
                 hole < home && home <= j
             } else {
@@ -296,7 +315,12 @@ impl IdTable {
     fn grow(&mut self) {
         let old = std::mem::replace(self, IdTable::with_capacity(self.slots.len(), self.seed));
         for s in old.slots.iter().filter(|s| s.state != 0) {
-            let i = self.probe(s.id).unwrap_err();
+            let i = self
+                .probe(Hashed {
+                    id: s.id,
+                    mix: mix(self.seed, s.id),
+                })
+                .unwrap_err();
             self.slots[i] = *s;
             self.len += 1;
         }
@@ -306,8 +330,8 @@ impl IdTable {
     /// Starts loading `id`'s home line into the cache, so a later lookup
     /// finds it there. A hint: no effect on the table.
     #[inline]
-    pub(crate) fn prefetch(&self, id: JobId, lines: usize) {
-        prefetch_at(self.hint(), self.seed, id, lines);
+    pub(crate) fn prefetch(&self, key: Hashed, lines: usize) {
+        prefetch_at(self.hint(), key, lines);
     }
 }
 
@@ -317,11 +341,11 @@ impl IdTable {
 /// (the table grew since): the address is then wrong, which a prefetch
 /// allows (see `prefetch_line`).
 #[inline]
-pub(crate) fn prefetch_at(hint: Hint, seed: Seed, id: JobId, lines: usize) {
+pub(crate) fn prefetch_at(hint: Hint, key: Hashed, lines: usize) {
     if hint.base == 0 {
         return;
     }
-    let home = (mix(seed, id.as_u128()) >> hint.shift) as usize;
+    let home = (key.mix >> hint.shift) as usize;
     let addr = hint.base.wrapping_add(home * std::mem::size_of::<Slot>());
     for i in 0..lines {
         prefetch_line(addr.wrapping_add(i * 64));
@@ -343,7 +367,9 @@ mod tests {
     #[test]
     fn matches_a_hashmap_through_churn() {
         // A small table, so runs wrap and backward shifts cross the end.
-        let mut t = IdTable::with_capacity(24, Seed::random());
+        let seed = Seed::random();
+        let k = |id: JobId| Hashed::new(seed, id);
+        let mut t = IdTable::with_capacity(24, seed);
         let mut model: HashMap<u128, u64> = HashMap::new();
         let mut x = 1u64;
         let steps = if cfg!(miri) { 3_000 } else { 200_000u64 };
@@ -359,43 +385,46 @@ mod tests {
             };
             let jid = JobId::from(id);
             if model.len() < 24 && x % 2 == 0 {
-                t.set(jid, step + 1);
+                t.set(k(jid), step + 1);
                 model.insert(id, step + 1);
             } else {
                 let want = model.get(&id).is_some_and(|&s| s % 3 != 0);
-                assert_eq!(t.remove_if(jid, |s| s % 3 != 0), want);
+                assert_eq!(t.remove_if(k(jid), |s| s % 3 != 0), want);
                 if want {
                     model.remove(&id);
                 }
             }
             assert_eq!(t.len(), model.len());
-            assert_eq!(t.get(jid), model.get(&id).copied());
+            assert_eq!(t.get(k(jid)), model.get(&id).copied());
         }
         for (&id, &s) in &model {
-            assert_eq!(t.get(JobId::from(id)), Some(s));
+            assert_eq!(t.get(k(JobId::from(id))), Some(s));
         }
     }
 
     #[test]
     fn grows_past_half_full_and_keeps_everything() {
         let n = if cfg!(miri) { 300 } else { 10_000u64 };
-        let mut t = IdTable::with_capacity(4, Seed::random());
+        let seed = Seed::random();
+        let k = |id: JobId| Hashed::new(seed, id);
+        let mut t = IdTable::with_capacity(4, seed);
         for i in 1..=n {
-            t.set(JobId::from(i), i);
+            t.set(k(JobId::from(i)), i);
         }
         assert_eq!(t.len() as u64, n);
         assert!(t.slots.len() as u64 >= 2 * n);
         assert!(t.take_grown());
         for i in 1..=n {
-            assert_eq!(t.get(JobId::from(i)), Some(i));
+            assert_eq!(t.get(k(JobId::from(i))), Some(i));
         }
-        assert_eq!(t.get(JobId::from(n + 1)), None);
+        assert_eq!(t.get(k(JobId::from(n + 1))), None);
     }
 
     #[test]
     fn update_can_decline() {
-        let mut t = IdTable::with_capacity(8, Seed::random());
-        let id = JobId::from(3u64);
+        let seed = Seed::random();
+        let mut t = IdTable::with_capacity(8, seed);
+        let id = Hashed::new(seed, JobId::from(3u64));
         assert_eq!(t.update(id, |_| None), None);
         assert_eq!(t.len(), 0);
         assert_eq!(t.update(id, |old| old.map_or(Some(5), |_| None)), Some(5));

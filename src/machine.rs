@@ -157,7 +157,7 @@ pub(crate) struct ShardCore<T> {
     /// Terminal jobs' IDs not yet recorded in the seen-ID set.
     finished: Vec<crate::job::JobId>,
     /// Working space for `finished`'s commit.
-    scratch: Vec<crate::job::JobId>,
+    scratch: Vec<crate::idtable::Hashed>,
 }
 
 impl<T> ShardCore<T> {
@@ -172,7 +172,7 @@ impl<T> ShardCore<T> {
             ready: VecDeque::with_capacity(presize),
             rng: Rng::new(seed),
             finished: Vec::with_capacity(pending),
-            scratch: Vec::with_capacity(pending),
+            scratch: Vec::with_capacity(2 * pending),
         }
     }
 
