@@ -21,9 +21,10 @@
 //! submit does not trim: only endings add terminal IDs, and an ID past its
 //! window is new again whether or not it has been popped.) An entry whose
 //! ID has since become live again, or ended again, is stale, and popping
-//! it changes nothing: each ending's state is unique within its shard. So a shard's map holds at most its live IDs plus its
-//! share of the capacity, and its FIFO at most that share: memory is flat
-//! over an endless stream of distinct IDs.
+//! it changes nothing: each ending's state is unique within its shard. So a
+//! shard's map holds at most its live IDs plus its share of the capacity,
+//! and its FIFO at most that share: memory is flat over an endless stream
+//! of distinct IDs.
 //!
 //! Eviction is oldest-first within a shard; across shards it is oldest-first
 //! to within the spread of a uniform hash.
@@ -153,6 +154,33 @@ pub struct SeenSet {
     seed: Seed,
 }
 
+/// How a configuration divides over the shards.
+struct Shares {
+    /// Enough shards that workers and producers rarely meet on one lock;
+    /// fewer under loom to keep the model small.
+    shards: usize,
+    /// Terminal IDs a shard remembers at most.
+    per_shard_cap: usize,
+    /// Terminal IDs a shard's FIFO holds at most: none without a window.
+    remembered: usize,
+}
+
+impl Shares {
+    fn of(cfg: &DedupConfig) -> Shares {
+        let shards = if cfg!(quay_loom) { 2 } else { SHARDS };
+        let per_shard_cap = cfg.capacity.div_ceil(shards).max(1);
+        Shares {
+            shards,
+            per_shard_cap,
+            remembered: if cfg.window.is_zero() {
+                0
+            } else {
+                per_shard_cap
+            },
+        }
+    }
+}
+
 fn relock<G>(r: Result<G, std::sync::PoisonError<G>>) -> G {
     r.unwrap_or_else(|e| e.into_inner())
 }
@@ -171,18 +199,14 @@ impl SeenSet {
     /// default configuration: 32 MiB, about 13 ms on the 2-core VM), so the
     /// hot path takes no page faults.
     pub fn new(cfg: DedupConfig, live_bound: u64) -> SeenSet {
-        // Enough shards that workers and producers rarely meet on one lock;
-        // fewer under loom to keep the model small.
-        let n = if cfg!(quay_loom) { 2 } else { SHARDS };
-        let per_shard_cap = cfg.capacity.div_ceil(n).max(1);
+        let Shares {
+            shards: n,
+            remembered,
+            ..
+        } = Shares::of(&cfg);
         let live = usize::try_from(live_bound)
             .unwrap_or(usize::MAX)
             .div_ceil(n);
-        let remembered = if cfg.window.is_zero() {
-            0
-        } else {
-            per_shard_cap
-        };
         // Capped so a huge setting does not reserve memory up front (such
         // tables then grow as IDs arrive, and allocate until they reach
         // their bound).
@@ -199,13 +223,11 @@ impl SeenSet {
     /// wrap and grow; [`SeenSet::new`] sizes them for a configuration.
     #[doc(hidden)]
     pub fn with_tables(cfg: DedupConfig, ids_per_table: usize) -> SeenSet {
-        let n = if cfg!(quay_loom) { 2 } else { SHARDS };
-        let per_shard_cap = cfg.capacity.div_ceil(n).max(1);
-        let remembered = if cfg.window.is_zero() {
-            0
-        } else {
-            per_shard_cap
-        };
+        let Shares {
+            shards: n,
+            per_shard_cap,
+            remembered,
+        } = Shares::of(&cfg);
         let seed = Seed::random();
         SeenSet {
             shards: (0..n)
@@ -356,11 +378,11 @@ impl SeenSet {
     /// not one per job. The cache misses overlap instead of queueing: each
     /// ID's two lines (its slot and the next, which a deletion's backward
     /// shift reads) are prefetched 16 IDs ahead of its turn, and under each
-    /// lock the lines of the old IDs the group will evict. (Prefetching all
-    /// 1 024 IDs up front measured 4-6% slower: the first lines were gone
-    /// again by their turn.) (A separate first pass over the
-    /// locks to prefetch the evictions earlier measured worse for single
-    /// submits: producers met the extra lock traffic.)
+    /// lock the lines of the old IDs the group will evict. Measured worse:
+    /// prefetching all 1 024 IDs up front (4-6%: the first lines were gone
+    /// again by their turn), and a first pass over the locks to prefetch
+    /// the evictions earlier (single submits: producers met the extra lock
+    /// traffic).
     pub fn finish_all(&self, ids: &mut Vec<JobId>, scratch: &mut Vec<Hashed>, now: Timestamp) {
         let now = now.as_nanos();
         // `scratch` holds the hashed IDs, then the same sorted by shard.

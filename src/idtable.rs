@@ -339,7 +339,7 @@ impl IdTable {
 /// the table `hint` describes: one for a lookup, two for a deletion (whose
 /// backward shift reads the slots after the ID's). The hint may be stale
 /// (the table grew since): the address is then wrong, which a prefetch
-/// allows (see `prefetch_line`).
+/// allows (see `prefetch::read`).
 #[inline]
 pub(crate) fn prefetch_at(hint: Hint, key: Hashed, lines: usize) {
     if hint.base == 0 {
@@ -348,15 +348,10 @@ pub(crate) fn prefetch_at(hint: Hint, key: Hashed, lines: usize) {
     let home = (key.mix >> hint.shift) as usize;
     let addr = hint.base.wrapping_add(home * std::mem::size_of::<Slot>());
     for i in 0..lines {
-        prefetch_line(addr.wrapping_add(i * 64));
+        // A read prefetch, though the line is written next too: a line no
+        // other core holds arrives exclusive, ready for the write.
+        crate::prefetch::read(addr.wrapping_add(i * 64));
     }
-}
-
-/// A read prefetch: the line is written next too, but a line no other
-/// core holds arrives exclusive, ready for the write.
-#[inline(always)]
-fn prefetch_line(addr: usize) {
-    crate::prefetch::read(addr);
 }
 
 #[cfg(all(test, not(quay_loom)))]
