@@ -27,7 +27,7 @@
 use crate::loom::sync::atomic::{AtomicU64, Ordering};
 use crate::loom::sync::{Condvar, Mutex};
 use crossbeam_utils::CachePadded;
-use std::time::Instant;
+use crate::loom::time::Deadline;
 
 const HELD_BITS: u32 = 40;
 const HELD_MASK: u64 = (1 << HELD_BITS) - 1;
@@ -152,7 +152,7 @@ impl Gate {
     /// and the sleep is never missed.
     pub(crate) fn wait_until<S, R>(
         &self,
-        deadline: Option<Instant>,
+        deadline: Option<Deadline>,
         state: S,
         mut attempt: impl FnMut(S) -> Result<R, S>,
     ) -> Result<R, S> {
@@ -175,7 +175,7 @@ impl Gate {
                 match deadline {
                     None => guard = relock(self.cvar.wait(guard)),
                     Some(d) => {
-                        let left = d.saturating_duration_since(Instant::now());
+                        let left = d.remaining();
                         if left.is_zero() {
                             break 'outer Err(state);
                         }

@@ -331,6 +331,7 @@ impl SeenSet {
     }
 
     /// Whether a job with `id` is live.
+    #[cfg(test)]
     pub(crate) fn is_live(&self, id: JobId) -> bool {
         let k = self.hashed(id);
         relock(self.shards[self.shard_of(k)].lock.lock()).map.get(k) == Some(LIVE)

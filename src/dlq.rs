@@ -86,20 +86,32 @@ impl<T> Dlq<T> {
     }
 
     /// Adds a dead job: the hook sees it first; the oldest entry is dropped
-    /// (and counted) if the DLQ is full.
-    pub(crate) fn push(&self, dl: DeadLetter<T>) {
+    /// (and counted) if the DLQ is full. Returns how many panics from user
+    /// code (the hook, the dropped entry's `Drop`) it contained.
+    pub(crate) fn push(&self, dl: DeadLetter<T>) -> u64 {
+        let mut panics = 0;
         if let Some(hook) = &self.on_dead {
             // The hook is the host's code: contain its panics like a
             // handler's, so the worker survives.
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&dl)));
+            panics += u64::from(crate::guard::call(|| hook(&dl)).is_err());
         }
-        let mut q = relock(self.entries.lock());
-        if q.len() >= self.capacity {
-            q.pop_front();
-            // Relaxed: a statistic.
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+        let pushed_out = {
+            let mut q = relock(self.entries.lock());
+            let out = if q.len() >= self.capacity {
+                // Relaxed: a statistic.
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                q.pop_front()
+            } else {
+                None
+            };
+            q.push_back(dl);
+            out
+        };
+        // Outside the lock: the payload's `Drop` is user code.
+        if let Some(old) = pushed_out {
+            panics += u64::from(crate::guard::drop_value(old));
         }
-        q.push_back(dl);
+        panics
     }
 
     pub(crate) fn dropped(&self) -> u64 {
@@ -129,15 +141,21 @@ impl<T> Dlq<T> {
             .collect()
     }
 
-    /// Removes the newest dead letter with this ID.
-    pub(crate) fn take(&self, id: JobId) -> Option<DeadLetter<T>> {
+    /// Takes the newest dead letter with this ID out of the queue if
+    /// `admit` accepts it, all under the lock, so that a refusal leaves the
+    /// entry exactly as and where it was. `admit` sees the entry and says
+    /// whether it may go (it must not call user code: it runs under the
+    /// lock).
+    pub(crate) fn take_if<E>(
+        &self,
+        id: JobId,
+        admit: impl FnOnce(&DeadLetter<T>) -> Result<(), E>,
+    ) -> Option<Result<DeadLetter<T>, E>> {
         let mut q = relock(self.entries.lock());
         let at = q.iter().rposition(|d| d.job.id == id)?;
-        q.remove(at)
-    }
-
-    /// Puts a dead letter back at the front (a redrive that found no room).
-    pub(crate) fn put_back(&self, dl: DeadLetter<T>) {
-        relock(self.entries.lock()).push_front(dl);
+        if let Err(e) = admit(&q[at]) {
+            return Some(Err(e));
+        }
+        q.remove(at).map(Ok)
     }
 }

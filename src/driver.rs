@@ -104,6 +104,7 @@ impl<T> Driver<T> {
         let env = Envelope::new(job, now);
         if !self.sem.admit_id(&env) {
             self.counts.duplicates += 1;
+            self.sem.drop_user(env);
             return Ok(Submitted::Duplicate);
         }
         self.accept(env, now);
@@ -185,24 +186,23 @@ impl<T> Driver<T> {
 
     /// Resubmits the dead job with this ID, attempts reset, bypassing dedup.
     pub fn redrive(&mut self, id: impl Into<JobId>) -> Result<(), RedriveError> {
-        if self.closed {
-            return Err(RedriveError::ShuttingDown);
-        }
-        if self.counts.held >= self.capacity {
-            return Err(RedriveError::Full);
-        }
-        let id = id.into();
-        if self.sem.is_live(id) {
-            return Err(RedriveError::Live);
-        }
-        let dl = self.sem.dlq.take(id).ok_or(RedriveError::NotFound)?;
+        let (closed, held, capacity) = (self.closed, self.counts.held, self.capacity);
+        let job = self.sem.take_for_redrive(
+            id.into(),
+            || {
+                if closed {
+                    Err(RedriveError::ShuttingDown)
+                } else if held >= capacity {
+                    Err(RedriveError::Full)
+                } else {
+                    Ok(())
+                }
+            },
+            || {},
+        )?;
         let now = self.clock.now();
-        let env = self.sem.revive(dl, now).map_err(|dl| {
-            self.sem.dlq.put_back(dl);
-            RedriveError::Live
-        })?;
         self.counts.redriven += 1;
-        self.accept(env, now);
+        self.accept(Envelope::new(job, now), now);
         Ok(())
     }
 

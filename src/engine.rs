@@ -7,6 +7,7 @@
 //! an engine after shutting it down; a `Submitter` that outlives it gets
 //! [`SubmitError::ShuttingDown`] with its job back.
 
+use crate::batch::BatchReport;
 use crate::builder::{Builder, Config, PinWarning};
 use crate::capacity::{Gate, Refused};
 use crate::clock::{Clock, Timestamp};
@@ -26,7 +27,8 @@ use crate::shutdown::{Counts, Shutdown};
 use crate::stats::WorkerStats;
 use crate::worker::Worker;
 use crossbeam_utils::CachePadded;
-use std::time::{Duration, Instant};
+use crate::loom::time::Deadline;
+use std::time::Duration;
 
 /// State every thread may touch.
 pub(crate) struct Shared<T> {
@@ -48,6 +50,14 @@ pub(crate) struct Shared<T> {
 
 impl<T: Send + 'static> Shared<T> {
     /// The one non-blocking submit every public submit goes through.
+    ///
+    /// The order is the protocol that keeps `Duplicate` honest (see
+    /// `docs/design.md`): first the capacity gate reserves the job a place
+    /// (placing cannot fail once it has: a full ring spills into its
+    /// shard's overflow); only then does dedup make the ID visible as live;
+    /// then the job is placed. Nothing made visible is ever rolled back, so
+    /// a concurrent submit of the same ID that is told `Duplicate` is told
+    /// so about a job that is in the engine.
     #[inline]
     pub(crate) fn try_submit(&self, job: Job<T>) -> Result<Submitted, SubmitError<T>> {
         // Start the seen-ID set's likely cache miss now, so it overlaps the
@@ -62,10 +72,7 @@ impl<T: Send + 'static> Shared<T> {
             Err(Refused::Closed) => return Err(SubmitError::ShuttingDown(job)),
         }
         let now = self.clock.now();
-        self.admit(Envelope::new(job, now), now).map_err(|env| {
-            self.count_rejected_full();
-            SubmitError::Full(env.job)
-        })
+        Ok(self.admit(Envelope::new(job, now), now))
     }
 
     #[cold]
@@ -73,46 +80,35 @@ impl<T: Send + 'static> Shared<T> {
         self.shards[home_shard(self.shards.len())].count_rejected_full();
     }
 
-    /// Dedups and places an envelope that holds one unit of capacity. On
-    /// refusal the unit is released and the envelope handed back.
-    pub(crate) fn admit(&self, env: Envelope<T>, now: Timestamp) -> Result<Submitted, Envelope<T>> {
+    /// Dedups and places an envelope that holds one unit of capacity. A
+    /// duplicate's unit is released and its payload dropped.
+    #[inline]
+    pub(crate) fn admit(&self, env: Envelope<T>, now: Timestamp) -> Submitted {
         if !self.sem.admit_id(&env) {
             self.gate.release(1);
             self.shards[home_shard(self.shards.len())].count_duplicates(1);
-            return Ok(Submitted::Duplicate);
+            self.sem.drop_user(env);
+            return Submitted::Duplicate;
         }
-        match self.try_place(env, now) {
-            Ok(()) => Ok(Submitted::Accepted),
-            Err(env) => {
-                self.sem.refuse_id(&env);
-                // After `try_place` undid its accepted count.
-                self.gate.release(1);
-                Err(env)
-            }
-        }
+        self.place(env, now);
+        Submitted::Accepted
     }
 
     /// Puts an envelope that holds one unit of capacity into a shard:
     /// keyed and delayed jobs into their owner's inbox, others into the
-    /// producer's home ring, moving on to the next ring while one is full.
-    /// Counts it accepted, and wakes a worker if one sleeps.
-    pub(crate) fn try_place(&self, env: Envelope<T>, now: Timestamp) -> Result<(), Envelope<T>> {
+    /// producer's home ring, moving on to the next ring while one is full,
+    /// and into an overflow when every one is. Counts it accepted, and wakes
+    /// a worker if one sleeps. Never fails.
+    pub(crate) fn place(&self, env: Envelope<T>, now: Timestamp) {
         let n = self.shards.len();
         let home = home_shard(n);
         if env.owner_only(now) {
             let s = env.job.key.map_or(home, |k| k.shard(n));
             let shard = &self.shards[s];
             shard.count_accepted(1);
-            return match shard.inbox.push(env) {
-                Ok(()) => {
-                    self.idle.notify(s, true);
-                    Ok(())
-                }
-                Err(env) => {
-                    shard.uncount_accepted(1);
-                    Err(env)
-                }
-            };
+            shard.push_owned(env);
+            self.idle.notify(s, true);
+            return;
         }
         self.shards[home].count_accepted(1);
         let mut env = env;
@@ -121,22 +117,31 @@ impl<T: Send + 'static> Shared<T> {
             match self.shards[s].ring.push(env) {
                 Ok(()) => {
                     self.idle.notify(s, false);
-                    return Ok(());
+                    return;
                 }
                 Err(back) => env = back,
             }
         }
-        self.shards[home].uncount_accepted(1);
-        Err(env)
+        self.shards[home].overflow.push(env);
+        self.idle.notify(home, true);
     }
 
-    /// Blocks (spin, then park on the gate) until the job is placed, refused
-    /// for shutdown, or `deadline` passes.
+    /// Blocks until the job is placed, refused for shutdown, or `deadline`
+    /// passes. A job waits only for capacity (placing needs nothing else):
+    /// a short spin, then a park on the gate that every release ends.
+    ///
+    /// On one of this engine's own workers (a handler submitting a
+    /// follow-up job) it does not wait: that worker may be the one that must
+    /// free the room, so waiting could deadlock it. It answers at once,
+    /// as [`try_submit`](Self::try_submit) does.
     fn submit_until(
         &self,
         mut job: Job<T>,
-        deadline: Option<Instant>,
+        deadline: Option<Deadline>,
     ) -> Result<Submitted, SubmitError<T>> {
+        if crate::loom::is_worker_of(self.id()) {
+            return self.try_submit(job);
+        }
         let mut backoff = crate::idle::Backoff::default();
         for _ in 0..16 {
             match self.try_submit(job) {
@@ -145,61 +150,43 @@ impl<T: Send + 'static> Shared<T> {
             }
             backoff.snooze();
         }
+        // Each attempt that fails takes no capacity and releases none, so
+        // it cannot wake itself: the waiter sleeps until a worker (or a
+        // duplicate, or shutdown) releases a unit.
         let out = self
             .gate
             .wait_until(deadline, job, |j| match self.try_submit(j) {
-                // Room may exist while every ring is full (a key's inbox, say):
-                // that case is re-tried on the next release too.
                 Err(SubmitError::Full(j)) => Err(j),
                 other => Ok(other),
             });
         out.unwrap_or_else(|j| Err(SubmitError::Timeout(j)))
     }
 
+    /// This engine's identity, for [`crate::loom::is_worker_of`].
+    pub(crate) fn id(&self) -> usize {
+        self as *const Shared<T> as usize
+    }
+
     /// Takes the newest dead letter with `id` out of the DLQ and submits it
     /// again with its attempts reset, bypassing dedup.
+    ///
+    /// A refusal leaves the dead letter as and where it was (see
+    /// `Semantics::take_for_redrive`); placing cannot fail after it (see
+    /// [`Shared::try_submit`]).
     pub(crate) fn redrive(&self, id: JobId) -> Result<(), RedriveError> {
-        if self.sem.is_live(id) {
-            return Err(RedriveError::Live);
-        }
-        let dl = self.sem.dlq.take(id).ok_or(RedriveError::NotFound)?;
-        match self.gate.try_acquire(1) {
-            Ok(_) => {}
-            Err(why) => {
-                self.sem.dlq.put_back(dl);
-                return Err(match why {
-                    Refused::Full => RedriveError::Full,
-                    Refused::Closed => RedriveError::ShuttingDown,
-                });
-            }
-        }
+        let job = self.sem.take_for_redrive(
+            id,
+            || match self.gate.try_acquire(1) {
+                Ok(_) => Ok(()),
+                Err(Refused::Full) => Err(RedriveError::Full),
+                Err(Refused::Closed) => Err(RedriveError::ShuttingDown),
+            },
+            || self.gate.release(1),
+        )?;
         let now = self.clock.now();
-        let env = match self.sem.revive(dl, now) {
-            Ok(env) => env,
-            Err(dl) => {
-                self.sem.dlq.put_back(dl);
-                self.gate.release(1);
-                return Err(RedriveError::Live);
-            }
-        };
-        match self.try_place(env, now) {
-            Ok(()) => {
-                self.redriven.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(env) => {
-                self.sem.refuse_id(&env);
-                self.gate.release(1);
-                self.sem.dlq.put_back(crate::dlq::DeadLetter {
-                    job: env.job,
-                    attempts: 0,
-                    errors: Vec::new(),
-                    accepted_at: env.accepted_at,
-                    died_at: now,
-                });
-                Err(RedriveError::Full)
-            }
-        }
+        self.redriven.fetch_add(1, Ordering::Relaxed);
+        self.place(Envelope::new(job, now), now);
+        Ok(())
     }
 
     pub(crate) fn metrics(&self) -> MetricsSnapshot {
@@ -212,14 +199,11 @@ impl<T: Send + 'static> Shared<T> {
             returned: self.returned.load(Ordering::Relaxed),
             dedup_evicted: self.sem.seen.as_ref().map_or(0, |s| s.evicted()),
             wakes: self.idle.wakes(),
+            contained_panics: self.sem.contained(),
             ..Counters::default()
         };
         let mut g = GaugeSnapshot {
-            queued_per_shard: self
-                .shards
-                .iter()
-                .map(|s| (s.ring.len() + s.inbox.len()) as u64)
-                .collect(),
+            queued_per_shard: self.shards.iter().map(|s| s.queued() as u64).collect(),
             held: self.gate.held(),
             dead_letters: self.sem.dlq.len() as u64,
             ..GaugeSnapshot::default()
@@ -348,11 +332,16 @@ macro_rules! submit_api {
             timeout: Duration,
         ) -> Result<Submitted, SubmitError<T>> {
             self.shared
-                .submit_until(job, Some(Instant::now() + timeout))
+                .submit_until(job, Deadline::after(timeout))
         }
 
-        /// Submits many jobs without blocking, in order. Returns how many
-        /// were accepted or duplicates, and every refused job with its reason.
+        /// Submits many jobs without blocking, in order. The report says what
+        /// became of each job, and hands back every refused one with its
+        /// reason. A refusal (the engine full or closing) refuses the rest
+        /// of the batch too, so a key's jobs are never accepted after one
+        /// of its earlier jobs in the batch was refused. If the iterator
+        /// panics, the jobs it yielded before are submitted and the panic
+        /// goes on.
         pub fn submit_batch(&self, jobs: impl IntoIterator<Item = Job<T>>) -> BatchReport<T> {
             crate::batch::submit_batch(&self.shared, jobs)
         }
@@ -367,17 +356,6 @@ macro_rules! submit_api {
             self.shared.clock.now()
         }
     };
-}
-
-/// What [`Engine::submit_batch`] did with each job.
-#[derive(Debug)]
-pub struct BatchReport<T> {
-    /// Jobs accepted.
-    pub accepted: usize,
-    /// Jobs skipped as duplicates.
-    pub duplicates: usize,
-    /// Jobs refused, each handed back with its reason, in submit order.
-    pub refused: Vec<SubmitError<T>>,
 }
 
 impl<T: Send + 'static> Submitter<T> {
@@ -539,16 +517,16 @@ impl<T: Send + 'static> Engine<T> {
     /// workers stop after their current job, and every job that has not run
     /// is returned.
     pub fn shutdown_timeout(self, timeout: Duration) -> Shutdown<T> {
-        self.shutdown_inner(Some(Instant::now() + timeout))
+        self.shutdown_inner(Deadline::after(timeout))
     }
 
     /// Stops accepting, lets running handlers finish, joins the workers and
     /// returns every job that did not run.
     pub fn shutdown_now(self) -> Shutdown<T> {
-        self.shutdown_inner(Some(Instant::now()))
+        self.shutdown_inner(Deadline::after(Duration::ZERO))
     }
 
-    fn shutdown_inner(mut self, deadline: Option<Instant>) -> Shutdown<T> {
+    fn shutdown_inner(mut self, deadline: Option<Deadline>) -> Shutdown<T> {
         crate::shutdown::run(&self.shared, std::mem::take(&mut self.workers), deadline)
     }
 }

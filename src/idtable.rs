@@ -223,6 +223,7 @@ impl IdTable {
 
     /// The state of `id`, if present.
     #[inline]
+    #[cfg(test)]
     pub(crate) fn get(&self, key: Hashed) -> Option<u64> {
         self.probe(key).ok().map(|i| self.slots[i].state)
     }

@@ -179,8 +179,18 @@ impl<T> KeyTable<T> {
     }
 
     /// Empties the table (shutdown), handing over every waiting job.
+    /// Each key's jobs come out in accept order (a key's busy job, held
+    /// elsewhere, comes before them all).
     pub(crate) fn drain_into(&mut self, out: &mut Vec<Envelope<T>>) {
-        out.extend(self.slab.drain(..).filter_map(|n| n.env));
+        for (_, list) in self.busy.drain() {
+            let mut i = list.head;
+            while i != NIL {
+                let node = &mut self.slab[i];
+                out.extend(node.env.take());
+                i = node.next;
+            }
+        }
+        self.slab.clear();
         self.busy.clear();
         self.free = NIL;
         self.queued = 0;

@@ -27,10 +27,13 @@
 //! - `ring`: the bounded MPMC ring with stamped slots (Vyukov).
 //! - `park`: the token parker a worker sleeps on.
 //! - `capacity`: the held-jobs gate: bound, close bit, waiters.
-//! - `shard`: what of a shard other threads touch: ring and inbox.
+//! - `shard`: what of a shard other threads touch: ring, inbox, overflow.
+//! - `overflow`: where a job goes when its ring or inbox is full, so that
+//!   placing a job the gate admitted never fails.
+//! - `guard`: containment of panics from user code.
 //! - `envelope`: a job in flight, with its bookkeeping.
 //! - `worker`: the worker loop and stealing.
-//! - `batch`: `submit_batch`.
+//! - `batch`: `submit_batch`, [`BatchReport`].
 //! - `stats`: single-writer per-worker counters.
 //! - `machine`: the job state machine shared by workers and the driver.
 //! - `dedup`: the seen-ID set, over `idtable`: its open-addressed,
@@ -52,6 +55,7 @@ pub mod driver;
 pub mod engine;
 mod envelope;
 pub mod error;
+mod guard;
 pub mod hgrm;
 pub mod idle;
 mod idtable;
@@ -61,6 +65,7 @@ pub mod latency;
 mod loom;
 mod machine;
 pub mod metrics;
+mod overflow;
 mod park;
 mod prefetch;
 pub mod retry;
@@ -75,7 +80,8 @@ pub use builder::{Builder, PinWarning, Pinning};
 pub use clock::{Clock, ManualClock, Timestamp};
 pub use dlq::DeadLetter;
 pub use driver::{Driver, Step};
-pub use engine::{BatchReport, Engine, Submitter};
+pub use batch::{BatchOutcome, BatchReport};
+pub use engine::{Engine, Submitter};
 pub use error::{BuildError, JobError, RedriveError, SubmitError, Submitted};
 pub use hgrm::{write_hgrm, IntervalLog};
 pub use idle::IdleStrategy;
@@ -101,6 +107,12 @@ pub mod __private {
 pub mod __loom {
     pub use crate::park::Parker;
     pub use crate::ring::Ring;
+
+    /// Sets the calling loom thread's home index (its home shard is this
+    /// modulo the shard count); 0 unless set.
+    pub fn set_home(i: usize) {
+        crate::loom::set_home(i)
+    }
 }
 
 /// The README's examples, run as doctests so the README stays honest.

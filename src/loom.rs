@@ -49,6 +49,57 @@ mod imp {
         pub(crate) use std::hint::spin_loop;
     }
 
+    pub(crate) mod time {
+        use std::time::{Duration, Instant};
+
+        /// A point in wall-clock time that bounds a wait.
+        #[derive(Clone, Copy, Debug)]
+        pub(crate) struct Deadline(Instant);
+
+        impl Deadline {
+            /// `d` from now; `None` (no deadline) if that is past what the
+            /// OS clock can represent.
+            pub(crate) fn after(d: Duration) -> Option<Deadline> {
+                Instant::now().checked_add(d).map(Deadline)
+            }
+
+            /// The time left; zero once passed.
+            pub(crate) fn remaining(&self) -> Duration {
+                self.0.saturating_duration_since(Instant::now())
+            }
+        }
+
+        /// How long a worker has been idle.
+        #[derive(Clone, Copy, Debug)]
+        pub(crate) struct Stopwatch(Instant);
+
+        impl Stopwatch {
+            pub(crate) fn start() -> Stopwatch {
+                Stopwatch(Instant::now())
+            }
+
+            pub(crate) fn elapsed(&self) -> Duration {
+                self.0.elapsed()
+            }
+        }
+    }
+
+    std::thread_local! {
+        /// The engine whose worker this thread is (its `Shared`'s address),
+        /// or 0.
+        static WORKER_OF: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// Marks this thread as a worker of engine `id` (for its life).
+    pub(crate) fn set_worker_of(id: usize) {
+        WORKER_OF.with(|w| w.set(id));
+    }
+
+    /// Whether this thread is a worker of engine `id`.
+    pub(crate) fn is_worker_of(id: usize) -> bool {
+        WORKER_OF.with(|w| w.get() == id)
+    }
+
     /// A small number fixed per thread, handed out round-robin: a
     /// producer's home shard is this modulo the shard count.
     #[inline]
@@ -98,10 +149,67 @@ mod imp {
         }
     }
 
-    /// Under loom every thread's home is shard 0: a model must replay the
-    /// same way every iteration, which a process-wide counter would break.
+    pub(crate) mod time {
+        use std::time::Duration;
+
+        /// Under loom, time runs infinitely fast: every deadline has passed
+        /// by the time it is checked, and every stopwatch reads "forever".
+        /// So no model reads the wall clock (loom would see different
+        /// branches on replay and abort), and each timed wait is explored
+        /// as the timeout firing at once, its worst case: a timed park
+        /// returns after a yield, a submit's or shutdown's deadline passes
+        /// at the first check, an idle worker parks (and publishes) at once.
+        #[derive(Clone, Copy, Debug)]
+        pub(crate) struct Deadline;
+
+        impl Deadline {
+            pub(crate) fn after(_: Duration) -> Option<Deadline> {
+                Some(Deadline)
+            }
+
+            pub(crate) fn remaining(&self) -> Duration {
+                Duration::ZERO
+            }
+        }
+
+        #[derive(Clone, Copy, Debug)]
+        pub(crate) struct Stopwatch;
+
+        impl Stopwatch {
+            pub(crate) fn start() -> Stopwatch {
+                Stopwatch
+            }
+
+            pub(crate) fn elapsed(&self) -> Duration {
+                Duration::MAX
+            }
+        }
+    }
+
+    loom::thread_local! {
+        static WORKER_OF: std::cell::Cell<usize> = std::cell::Cell::new(0);
+        static HOME: std::cell::Cell<usize> = std::cell::Cell::new(0);
+    }
+
+    pub(crate) fn set_worker_of(id: usize) {
+        WORKER_OF.with(|w| w.set(id));
+    }
+
+    pub(crate) fn is_worker_of(id: usize) -> bool {
+        WORKER_OF.with(|w| w.get() == id)
+    }
+
+    /// Under loom a thread's home is 0 unless a model sets it with
+    /// [`set_home`]: a model must replay the same way every iteration,
+    /// which a process-wide counter would break.
     pub(crate) fn home_index() -> usize {
-        0
+        HOME.with(|h| h.get())
+    }
+
+    /// Sets this (loom) thread's home index, for models of producers with
+    /// different home shards.
+    pub(crate) fn set_home(i: usize) {
+        HOME.with(|h| h.set(i));
     }
 }
 

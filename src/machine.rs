@@ -23,9 +23,9 @@ use crate::envelope::Envelope;
 use crate::error::JobError;
 use crate::keys::KeyTable;
 use crate::retry::{decide, Decision, RetryPolicy, Rng};
+use crate::loom::sync::atomic::{AtomicU64, Ordering};
 use crate::timer::{Timer, Waiting};
 use std::collections::VecDeque;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// The semantics every shard shares.
 pub(crate) struct Semantics<T> {
@@ -34,6 +34,9 @@ pub(crate) struct Semantics<T> {
     pub(crate) dlq: Dlq<T>,
     pub(crate) retry: RetryPolicy,
     pub(crate) max_attempts: u32,
+    /// Panics from user code other than handlers (payload drops, the
+    /// `on_dead` hook) contained so far.
+    contained: AtomicU64,
 }
 
 impl<T> Semantics<T> {
@@ -46,7 +49,30 @@ impl<T> Semantics<T> {
             dlq: Dlq::new(config.dlq_capacity, on_dead),
             retry: config.retry,
             max_attempts: config.max_attempts,
+            contained: AtomicU64::new(0),
         }
+    }
+
+    /// Drops user data (a payload's `Drop` is user code), containing and
+    /// counting a panic.
+    #[inline]
+    pub(crate) fn drop_user<V>(&self, v: V) {
+        if crate::guard::drop_value(v) {
+            self.count_contained(1);
+        }
+    }
+
+    #[cold]
+    pub(crate) fn count_contained(&self, n: u64) {
+        if n > 0 {
+            // Relaxed: a statistic.
+            self.contained.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Panics from payload drops and the `on_dead` hook contained so far.
+    pub(crate) fn contained(&self) -> u64 {
+        self.contained.load(Ordering::Relaxed)
     }
 
     /// Dedup at submit: `true` if the job is new (its ID is now live).
@@ -66,34 +92,38 @@ impl<T> Semantics<T> {
         }
     }
 
-    /// Undoes `admit_id` for a job that was then refused.
-    pub(crate) fn refuse_id(&self, env: &Envelope<T>) {
-        if let Some(s) = &self.seen {
-            s.forget_live(env.job.id);
-        }
-    }
 
-    /// Whether a job with `id` is live (never, with dedup off).
-    pub(crate) fn is_live(&self, id: crate::job::JobId) -> bool {
-        self.seen.as_ref().is_some_and(|s| s.is_live(id))
-    }
-
-    /// Turns a dead letter back into a fresh job: attempts and errors reset,
-    /// its ID live again whatever dedup remembers of its death. Hands the
-    /// dead letter back if a job with its ID is live now.
-    pub(crate) fn revive(
+    /// Takes the newest dead letter with `id` out of the DLQ for a redrive.
+    ///
+    /// Under the DLQ's lock: `reserve` claims the job's capacity, then its
+    /// ID is made live again whatever dedup remembers of its death, and
+    /// only then is the entry removed. A refusal at either step (no room,
+    /// or a job with that ID live now, when `unreserve` gives the capacity
+    /// back) leaves the dead letter as and where it was, and its ID's dedup
+    /// record untouched. Returns the job, due now.
+    pub(crate) fn take_for_redrive(
         &self,
-        dl: DeadLetter<T>,
-        now: Timestamp,
-    ) -> Result<Envelope<T>, DeadLetter<T>> {
-        if let Some(s) = &self.seen {
-            if !s.revive(dl.job.id) {
-                return Err(dl);
+        id: crate::job::JobId,
+        reserve: impl FnOnce() -> Result<(), crate::error::RedriveError>,
+        unreserve: impl FnOnce(),
+    ) -> Result<crate::job::Job<T>, crate::error::RedriveError> {
+        use crate::error::RedriveError;
+        let taken = self.dlq.take_if(id, |_| {
+            reserve()?;
+            let revived = match &self.seen {
+                Some(s) => s.revive(id),
+                None => true,
+            };
+            if !revived {
+                unreserve();
+                return Err(RedriveError::Live);
             }
-        }
+            Ok(())
+        });
+        let dl = taken.ok_or(RedriveError::NotFound)??;
         let mut job = dl.job;
         job.schedule = crate::job::Schedule::Now;
-        Ok(Envelope::new(job, now))
+        Ok(job)
     }
 }
 
@@ -120,18 +150,9 @@ impl Settled {
 /// panicked.
 #[inline]
 pub(crate) fn attempt(run: impl FnOnce() -> Result<(), JobError>) -> (Result<(), JobError>, bool) {
-    match catch_unwind(AssertUnwindSafe(run)) {
+    match crate::guard::call(run) {
         Ok(r) => (r, false),
-        Err(p) => {
-            let msg = if let Some(s) = p.downcast_ref::<&str>() {
-                (*s).to_string()
-            } else if let Some(s) = p.downcast_ref::<String>() {
-                s.clone()
-            } else {
-                "handler panicked".to_string()
-            };
-            (Err(JobError::Retry(format!("panic: {msg}"))), true)
-        }
+        Err(msg) => (Err(JobError::Retry(format!("panic: {msg}"))), true),
     }
 }
 
@@ -247,6 +268,7 @@ impl<T> ShardCore<T> {
         let err = match result {
             Ok(()) => {
                 self.conclude(sem, &env, now, Record::AtCommit);
+                sem.drop_user(env);
                 return Settled::Completed;
             }
             Err(e) => e,
@@ -263,13 +285,14 @@ impl<T> ShardCore<T> {
             }
             Decision::Dead => {
                 self.conclude(sem, &env, now, Record::Now);
-                sem.dlq.push(DeadLetter {
+                let panics = sem.dlq.push(DeadLetter {
                     attempts: env.attempts,
                     errors: env.errors.map_or_else(Vec::new, |e| *e),
                     accepted_at: env.accepted_at,
                     died_at: now,
                     job: env.job,
                 });
+                sem.count_contained(panics);
                 Settled::Dead
             }
         }
@@ -303,10 +326,13 @@ impl<T> ShardCore<T> {
     }
 
     /// Empties everything (shutdown), handing over every job it holds.
+    /// A key's jobs come out in accept order: its busy job (ready, or in
+    /// the timer to retry or wait for its delay) before those queued behind
+    /// it.
     pub(crate) fn drain_into(&mut self, out: &mut Vec<Envelope<T>>) {
         out.extend(self.ready.drain(..));
-        self.keys.drain_into(out);
         self.timer.drain_into(out);
+        self.keys.drain_into(out);
     }
 }
 

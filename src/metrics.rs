@@ -35,6 +35,11 @@ pub struct Counters {
     pub retried: u64,
     /// Attempts that panicked.
     pub panicked: u64,
+    /// Panics from user code other than handlers, contained so that no
+    /// worker died of them: a payload's `Drop` (after completion, for a
+    /// duplicate, for a dead letter pushed out of a full DLQ) and the
+    /// `on_dead` hook.
+    pub contained_panics: u64,
     /// Jobs dead (moved to the DLQ).
     pub dead: u64,
     /// Dead letters dropped because the DLQ was full.
@@ -59,7 +64,7 @@ pub struct Counters {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct GaugeSnapshot {
-    /// Jobs in each shard's ring and inbox, by shard.
+    /// Jobs in each shard's ring, inbox and overflow, by shard.
     pub queued_per_shard: Vec<u64>,
     /// Jobs waiting to retry.
     pub retry_waiting: u64,
@@ -70,8 +75,8 @@ pub struct GaugeSnapshot {
     /// Keys with jobs.
     pub live_keys: u64,
     /// Jobs held: accepted and not yet released (not yet terminal or
-    /// returned, or terminal but not yet committed by their worker: at most
-    /// a millisecond while it is busy, never once it is idle).
+    /// returned, or terminal but not yet committed by their worker: see
+    /// "Grouped commits" in `docs/design.md`; never once it is idle).
     pub held: u64,
     /// Entries in the dead-letter queue.
     pub dead_letters: u64,
@@ -164,6 +169,7 @@ impl MetricsSnapshot {
             ("quay_failed_attempts", c.failed_attempts),
             ("quay_retried", c.retried),
             ("quay_panicked", c.panicked),
+            ("quay_contained_panics", c.contained_panics),
             ("quay_dead", c.dead),
             ("quay_dlq_dropped", c.dlq_dropped),
             ("quay_redriven", c.redriven),

@@ -17,7 +17,8 @@
 
 use crate::loom::sync::atomic::{AtomicUsize, Ordering};
 use crate::loom::sync::{Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use crate::loom::time::Deadline;
+use std::time::Duration;
 
 const EMPTY: usize = 0;
 const PARKED: usize = 1;
@@ -78,16 +79,21 @@ impl Parker {
                 return true;
             }
         }
-        let deadline = timeout.map(|t| Instant::now() + t);
+        // A timeout too long for the OS clock is no timeout.
+        let deadline = timeout.and_then(Deadline::after);
         loop {
             guard = match deadline {
                 None => relock(self.cvar.wait(guard)),
                 Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
+                    let left = d.remaining();
                     if left.is_zero() {
                         // Acquire pairs with `unpark`; a token that raced
                         // with the timeout is consumed, not lost.
                         let was = self.state.swap(EMPTY, Ordering::Acquire);
+                        drop(guard);
+                        // Under loom a timeout fires at once (see the
+                        // shim's `time`): let the other threads run.
+                        crate::loom::hint::spin_loop();
                         return was == NOTIFIED;
                     }
                     relock(

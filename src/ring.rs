@@ -263,6 +263,20 @@ impl<T> Ring<T> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Whether every position ever claimed by a producer has been claimed by
+    /// a consumer too: no value is queued, *and* no producer is between its
+    /// claim and its publication (which [`Ring::pop`] would report as empty).
+    ///
+    /// Exact for the ring's only consumer (a shard's owner and its inbox),
+    /// for every push that happens before the call: such a push's `tail`
+    /// CAS is then visible to the load below (coherence), whatever its
+    /// ordering.
+    pub fn is_quiescent(&self) -> bool {
+        // Relaxed: see above; the caller's own synchronisation (the overflow
+        // lock, in `overflow.rs`) supplies the happens-before edge.
+        self.tail.load(Ordering::Relaxed) == self.head.load(Ordering::Relaxed)
+    }
 }
 
 impl<T> Drop for Ring<T> {

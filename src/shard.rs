@@ -7,11 +7,16 @@
 //!   key's order lives in the owner's key table) and delayed jobs (the owner's
 //!   timer). Producers push; only the owner pops.
 //!
+//! Beside them, `overflow` takes what a full ring or inbox cannot (see
+//! `overflow.rs`): once the capacity gate has admitted a job, placing it
+//! cannot fail.
+//!
 //! The owner's private state (its local batch, key table, timer) lives in
 //! the worker, not here: what is in this file is exactly what is shared.
 
 use crate::envelope::Envelope;
 use crate::loom::sync::atomic::{AtomicU64, Ordering};
+use crate::overflow::Overflow;
 use crate::ring::Ring;
 use crossbeam_utils::CachePadded;
 
@@ -20,6 +25,8 @@ pub(crate) struct Shard<T> {
     pub(crate) ring: Ring<Envelope<T>>,
     /// Jobs for the owner alone: keyed or delayed.
     pub(crate) inbox: Ring<Envelope<T>>,
+    /// Jobs for the owner alone that found `ring` or `inbox` full.
+    pub(crate) overflow: CachePadded<Overflow<T>>,
     /// Producer-side counts for producers whose home is this shard.
     counts: CachePadded<ProducerCounts>,
 }
@@ -36,22 +43,40 @@ impl<T> Shard<T> {
         Shard {
             ring: Ring::new(ring_capacity),
             inbox: Ring::new(ring_capacity),
+            overflow: CachePadded::new(Overflow::new()),
             counts: CachePadded::new(ProducerCounts::default()),
         }
     }
 
-    /// Counts `n` jobs accepted here. Called *before* the push, and undone
-    /// with [`Shard::uncount_accepted`] before the capacity is released if
-    /// the push fails: so once the gate reads zero held jobs, every accepted
+    /// Places a job only the owner may take (keyed, or not yet due): in the
+    /// inbox, or in the overflow if the inbox is full or the overflow
+    /// already holds jobs (so a key's later jobs queue behind its earlier
+    /// ones: see `overflow.rs`). Never fails.
+    #[inline]
+    pub(crate) fn push_owned(&self, env: Envelope<T>) {
+        let env = if self.overflow.is_empty() {
+            match self.inbox.push(env) {
+                Ok(()) => return,
+                Err(env) => env,
+            }
+        } else {
+            env
+        };
+        self.overflow.push(env);
+    }
+
+    /// Jobs queued here, in the rings and the overflow (a gauge).
+    pub(crate) fn queued(&self) -> usize {
+        self.ring.len() + self.inbox.len() + self.overflow.len()
+    }
+
+    /// Counts `n` jobs accepted here. Called *before* the push (which
+    /// cannot fail), so once the gate reads zero held jobs, every accepted
     /// count happened before (the gate's release/acquire orders it).
     #[inline]
     pub(crate) fn count_accepted(&self, n: u64) {
         // Relaxed: ordered for readers by the gate's AcqRel RMWs.
         self.counts.accepted.fetch_add(n, Ordering::Relaxed);
-    }
-
-    pub(crate) fn uncount_accepted(&self, n: u64) {
-        self.counts.accepted.fetch_sub(n, Ordering::Relaxed);
     }
 
     pub(crate) fn accepted(&self) -> u64 {

@@ -17,7 +17,7 @@ use crate::envelope::Envelope;
 use crate::job::Job;
 use crate::loom::sync::atomic::Ordering;
 use crate::loom::thread::JoinHandle;
-use std::time::Instant;
+use crate::loom::time::Deadline;
 
 /// Job counts. At rest, `accepted == completed + dead + returned`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -51,8 +51,10 @@ impl Counts {
 /// What shutdown hands back.
 #[derive(Debug)]
 pub struct Shutdown<T> {
-    /// Every accepted job that did not reach a terminal state, in no
-    /// particular order.
+    /// Every accepted job that did not reach a terminal state. The jobs of
+    /// one key come in the order they were accepted, so a caller can submit
+    /// them again as they are; there is no order across keys, nor among
+    /// unkeyed jobs.
     pub returned: Vec<Job<T>>,
     /// The final counts, at rest.
     pub counts: Counts,
@@ -61,7 +63,7 @@ pub struct Shutdown<T> {
 pub(crate) fn run<T: Send + 'static>(
     shared: &Shared<T>,
     workers: Vec<JoinHandle<Vec<Envelope<T>>>>,
-    deadline: Option<Instant>,
+    deadline: Option<Deadline>,
 ) -> Shutdown<T> {
     shared.gate.close();
     // Graceful part: the workers keep running until nothing is held.
@@ -75,38 +77,46 @@ pub(crate) fn run<T: Send + 'static>(
     // Release pairs with the Acquire load of `stop` in the worker loop.
     shared.stop.store(true, Ordering::Release);
     shared.idle.unpark_all();
-    let mut left: Vec<Envelope<T>> = Vec::new();
+    // Gathered per shard, in the order a key's jobs were accepted: those
+    // its worker held (its key table in order), then its inbox, then its
+    // overflow (see `overflow.rs`), then what arrives late.
+    let mut per_shard: Vec<Vec<Envelope<T>>> = shared.shards.iter().map(|_| Vec::new()).collect();
     let mut worker_died = false;
-    for w in workers {
-        // Handlers run under catch_unwind, so a worker thread only dies on
-        // a bug in quay itself. Its private jobs die with it; do not then
-        // wait for their capacity below, or shutdown would hang.
+    for (w, out) in workers.into_iter().zip(per_shard.iter_mut()) {
+        // User code runs behind guards (`guard.rs`), so a worker thread
+        // only dies on a bug in quay itself. Its private jobs die with it;
+        // do not then wait for their capacity below, or shutdown would hang.
         match w.join() {
-            Ok(mut jobs) => left.append(&mut jobs),
+            Ok(jobs) => *out = jobs,
             Err(_) => worker_died = true,
         }
     }
-    shared.gate.release(left.len() as u64);
+    shared
+        .gate
+        .release(per_shard.iter().map(|v| v.len() as u64).sum());
     // Catch jobs pushed by producers that acquired capacity before the
     // close. Each such producer is mid-push for a bounded time.
     let mut backoff = crate::idle::Backoff::default();
     loop {
-        let before = left.len();
-        for s in shared.shards.iter() {
+        let mut caught = 0;
+        for (s, out) in shared.shards.iter().zip(per_shard.iter_mut()) {
+            let before = out.len();
             while let Some(e) = s.ring.pop() {
-                left.push(e);
+                out.push(e);
             }
             while let Some(e) = s.inbox.pop() {
-                left.push(e);
+                out.push(e);
             }
+            s.overflow.take_all(out);
+            caught += out.len() - before;
         }
-        shared.gate.release((left.len() - before) as u64);
+        shared.gate.release(caught as u64);
         if shared.gate.held() == 0 || worker_died {
             break;
         }
         backoff.snooze();
     }
-    let returned: Vec<Job<T>> = left.into_iter().map(|e| e.job).collect();
+    let returned: Vec<Job<T>> = per_shard.into_iter().flatten().map(|e| e.job).collect();
     shared
         .returned
         .fetch_add(returned.len() as u64, Ordering::Relaxed);

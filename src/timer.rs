@@ -103,7 +103,11 @@ impl<T> Timer<T> {
     }
 
     pub(crate) fn drain_into(&mut self, out: &mut Vec<Envelope<T>>) {
-        out.extend(self.heap.drain().map(|Reverse(e)| e.env));
+        // Due order, ties in arrival order: what would have run first
+        // comes first.
+        let mut v = std::mem::take(&mut self.heap).into_vec();
+        v.sort_unstable_by(|Reverse(a), Reverse(b)| a.cmp(b));
+        out.extend(v.into_iter().map(|Reverse(e)| e.env));
         self.retries = 0;
     }
 }

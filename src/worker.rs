@@ -29,7 +29,8 @@ use crate::loom::sync::Arc;
 use crate::machine::{attempt, Settled, ShardCore};
 use crate::stats::WorkerStats;
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use crate::loom::time::Stopwatch;
+use std::time::Duration;
 
 pub(crate) struct Worker<T: Send + 'static, H> {
     index: usize,
@@ -53,7 +54,15 @@ pub(crate) struct Worker<T: Send + 'static, H> {
     commit_every: u64,
     /// When the oldest unreleased ending happened.
     oldest: Option<Timestamp>,
+    /// When the last attempt ended, or the last claim was made if later:
+    /// an attempt's length is measured from it.
+    last_end: Timestamp,
 }
+
+/// An attempt that ran at least this long is followed by a commit at once
+/// (see `run_local`): beside it a commit's cost (a lock and a probe per ID,
+/// well under a microsecond each) is noise.
+const EAGER_AFTER: Duration = Duration::from_micros(50);
 
 /// Longest a busy worker keeps an ending uncommitted: with slow handlers
 /// the count alone would hold capacity (and IDs as live) for long.
@@ -112,6 +121,7 @@ where
             unreleased: 0,
             commit_every,
             oldest: None,
+            last_end: Timestamp::default(),
         }
     }
 
@@ -122,8 +132,9 @@ where
     /// Runs until shutdown; returns the jobs it held privately, unrun.
     pub(crate) fn run(mut self) -> Vec<Envelope<T>> {
         self.pin();
+        crate::loom::set_worker_of(self.shared.id());
         let mut backoff = Backoff::default();
-        let mut idle_since: Option<Instant> = None;
+        let mut idle_since: Option<Stopwatch> = None;
         loop {
             // Acquire pairs with the Release store in shutdown.
             if self.shared.stop.load(Ordering::Acquire) {
@@ -138,7 +149,7 @@ where
             }
             // Nothing to run: make every ending visible before idling.
             self.commit();
-            let idle_for = idle_since.get_or_insert_with(Instant::now).elapsed();
+            let idle_for = idle_since.get_or_insert_with(Stopwatch::start).elapsed();
             // Publish once the worker has really gone idle, never between
             // closely spaced jobs: a flush walks whole histograms.
             if self.dirty && idle_for >= PUBLISH_IDLE {
@@ -187,10 +198,13 @@ where
         let me = &self.shared.shards[self.index];
         let inbox = &mut self.inbox;
         me.inbox.pop_batch(self.batch, |e| inbox.push_back(e));
+        // The overflow only once the inbox is quiescent: see `overflow.rs`.
+        me.overflow.take_after(&me.inbox, |e| inbox.push_back(e));
         // The clock after the claim. A job due at its accept time is ready
         // whatever this reads (see `ShardCore::schedule`): the producer's
         // clock read may be a few ns ahead of this core's.
         let now = self.shared.clock.now();
+        self.last_end = now;
         for e in self.inbox.drain(..) {
             self.core.admit(e, now);
         }
@@ -235,10 +249,15 @@ where
                 self.unreleased += 1;
                 self.oldest.get_or_insert(now);
             }
+            // An attempt that ran long makes a commit cheap beside it, and
+            // tells that the next one may be long too: commit now rather
+            // than hold these endings through it.
+            let slow = now.saturating_since(self.last_end) >= EAGER_AFTER;
+            self.last_end = now;
             let old = self
                 .oldest
                 .is_some_and(|t| now.saturating_since(t) >= COMMIT_AGE);
-            if self.unreleased >= self.commit_every || old {
+            if self.unreleased >= self.commit_every || old || (slow && self.unreleased > 0) {
                 self.commit_at(now);
             }
             // Relaxed: a hint to stop early; the Acquire load at the top of

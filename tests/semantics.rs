@@ -87,6 +87,10 @@ fn t04_eviction_at_capacity_never_forgets_a_live_id() {
         .pin_workers(false)
         .clock(clock.clone())
         .capacity(100_000)
+        // Every job fits in the ring: they run in submit order, so the
+        // last ones submitted are the last to finish (jobs that overflow a
+        // full ring may overtake older ones: see `docs/semantics.md`).
+        .ring_capacity(1 << 15)
         .dedup_capacity(256)
         .build(|_, _| Ok(()))
         .unwrap();

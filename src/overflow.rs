@@ -1,0 +1,117 @@
+//! A shard's overflow queue: where a job goes when the lock-free ring or
+//! inbox it was meant for is full, so that a job holding a unit of capacity
+//! is always placed.
+//!
+//! # Why it exists
+//!
+//! The capacity gate (`capacity.rs`) is the engine's one bound. The rings
+//! are only the fast path: a ring can be full while the gate has room (a
+//! hot key's inbox, a slow owner, rings smaller than the capacity). If a
+//! placement could still fail after the gate said yes, every submit would
+//! need a way to undo what it had made visible meanwhile (the ID marked
+//! live in the seen-ID set), and a concurrent submit of the same ID could
+//! see that reservation before it was rolled back and be told `Duplicate`
+//! for a job that never entered the engine. With the overflow, "the gate
+//! said yes" *is* the reservation of a place: nothing after it is undone.
+//! Its memory is bounded by the gate (every job in it holds a unit), and it
+//! allocates only when a ring is full: the steady state never touches it.
+//!
+//! # Per-key order
+//!
+//! Only the shard's owner takes jobs out, so keyed jobs in it keep their
+//! key table's order if two rules hold:
+//! - a producer puts an owner-only job (keyed or delayed) here, not in the
+//!   inbox, whenever this queue is not empty ([`Overflow::is_empty`]
+//!   before the inbox push), so a key's later jobs queue behind its
+//!   earlier ones;
+//! - the owner moves jobs out of here only while the inbox is quiescent
+//!   (every claimed position consumed), checked *under this lock*: a
+//!   producer that pushed job 1 of a key to the inbox and then job 2 here
+//!   made its inbox `tail` CAS before its unlock, so an owner whose lock
+//!   sees job 2 also sees that `tail` (the lock's release/acquire, then
+//!   coherence), finds the inbox not quiescent, and first pops job 1.
+//!
+//! # Orderings
+//!
+//! `len` is written under the lock with `Release` and read without it with
+//! `Acquire`; a producer's push is followed by the wake protocol's RMW in
+//! `Idle::notify`, so an owner going to sleep sees `len` the same way it
+//! sees a ring push (`docs/design.md`).
+
+use crate::envelope::Envelope;
+use crate::loom::sync::atomic::{AtomicUsize, Ordering};
+use crate::loom::sync::Mutex;
+use crate::ring::Ring;
+use std::collections::VecDeque;
+
+pub(crate) struct Overflow<T> {
+    queue: Mutex<VecDeque<Envelope<T>>>,
+    /// Jobs in `queue`: written under the lock, read without it.
+    len: AtomicUsize,
+}
+
+fn relock<G>(r: Result<G, std::sync::PoisonError<G>>) -> G {
+    // No user code runs under this lock; a poisoned lock still guards a
+    // valid queue.
+    r.unwrap_or_else(|e| e.into_inner())
+}
+
+impl<T> Overflow<T> {
+    pub(crate) fn new() -> Overflow<T> {
+        Overflow {
+            queue: Mutex::new(VecDeque::new()),
+            len: AtomicUsize::new(0),
+        }
+    }
+
+    /// Whether no job waits here. A producer of an owner-only job checks it
+    /// before the inbox push (see the module docs).
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        // Acquire pairs with the Release stores below.
+        self.len.load(Ordering::Acquire) == 0
+    }
+
+    /// How many jobs wait here (a gauge).
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    /// Appends a job whose ring or inbox was full.
+    #[cold]
+    pub(crate) fn push(&self, env: Envelope<T>) {
+        let mut q = relock(self.queue.lock());
+        q.push_back(env);
+        // Release: pairs with the Acquire in `is_empty`.
+        self.len.store(q.len(), Ordering::Release);
+    }
+
+    /// The owner takes every job here, in order, if `inbox` (its own) is
+    /// quiescent; otherwise nothing, and it tries again after popping the
+    /// inbox. Returns how many it took.
+    pub(crate) fn take_after(&self, inbox: &Ring<Envelope<T>>, sink: impl FnMut(Envelope<T>)) -> usize {
+        if self.is_empty() {
+            return 0;
+        }
+        let mut q = relock(self.queue.lock());
+        // Under the lock: see "Per-key order" in the module docs.
+        if !inbox.is_quiescent() {
+            return 0;
+        }
+        let n = q.len();
+        q.drain(..).for_each(sink);
+        // Release: pairs with the Acquire in `is_empty`.
+        self.len.store(0, Ordering::Release);
+        n
+    }
+
+    /// Takes every job here, whatever the inbox holds (shutdown, after the
+    /// owner has stopped; the caller drains the inbox first).
+    pub(crate) fn take_all(&self, out: &mut Vec<Envelope<T>>) -> usize {
+        let mut q = relock(self.queue.lock());
+        let n = q.len();
+        out.extend(q.drain(..));
+        self.len.store(0, Ordering::Release);
+        n
+    }
+}
