@@ -168,11 +168,9 @@ impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BuildError::ZeroWorkers => write!(f, "workers: must be at least 1"),
-            BuildError::TooManyWorkers(n) => write!(
-                f,
-                "workers: {n} is not in 1..={}",
-                BuildError::MAX_WORKERS
-            ),
+            BuildError::TooManyWorkers(n) => {
+                write!(f, "workers: {n} is not in 1..={}", BuildError::MAX_WORKERS)
+            }
             BuildError::Capacity(n) => write!(
                 f,
                 "capacity: {n} is not in 1..={}",

@@ -1,7 +1,7 @@
 //! The retry decision: given a failed attempt, retry when, or die.
 //!
 //! Pure code, no clocks or threads: the threaded engine and the
-//! deterministic [`Driver`](crate::driver::Driver) both call [`decide`], so
+//! deterministic [`Driver`](crate::driver::Driver) both call `decide`, so
 //! the fuzzer checks the very decision the engine makes.
 //!
 //! Backoff is exponential with *full jitter* (AWS Architecture Blog,
@@ -156,7 +156,11 @@ mod tests {
         // `max_backoff: Duration::MAX` lets the cap reach u64::MAX ns (the
         // largest delay the engine's nanosecond clock can express).
         let huge = Duration::from_nanos(u64::MAX);
-        for base in [Duration::from_nanos(1), Duration::from_millis(10), Duration::MAX] {
+        for base in [
+            Duration::from_nanos(1),
+            Duration::from_millis(10),
+            Duration::MAX,
+        ] {
             for jitter in [false, true] {
                 let p = RetryPolicy {
                     base,

@@ -91,7 +91,10 @@ pub fn parse_positive(s: &str) -> Result<u64, String> {
     match s.trim().parse::<u64>() {
         Ok(0) => Err("must be at least 1".to_string()),
         Ok(n) => Ok(n),
-        Err(_) => Err(format!("'{s}' is not a whole number from 1 to {}", u64::MAX)),
+        Err(_) => Err(format!(
+            "'{s}' is not a whole number from 1 to {}",
+            u64::MAX
+        )),
     }
 }
 
@@ -201,11 +204,21 @@ mod tests {
     fn defaults_and_the_ci_run_are_accepted_unchanged() {
         let a = accepted(&[]);
         assert_eq!(a.scenario, Scenario::Signup);
-        assert_eq!((a.jobs, a.producers, a.keys, a.batch), (50_000, 2, 1_000, 1));
+        assert_eq!(
+            (a.jobs, a.producers, a.keys, a.batch),
+            (50_000, 2, 1_000, 1)
+        );
         assert_eq!(a.dedup_window, Duration::from_secs(300));
         assert_eq!(a.workers, None);
         assert_eq!(a.out, PathBuf::from("target/quay-demo"));
-        let ci = ["--jobs", "20000", "--json", "--quiet", "--out", "target/quay-demo-ci"];
+        let ci = [
+            "--jobs",
+            "20000",
+            "--json",
+            "--quiet",
+            "--out",
+            "target/quay-demo-ci",
+        ];
         let a = accepted(&ci);
         assert_eq!(a.jobs, 20_000);
         assert!(a.json && a.quiet);
@@ -214,7 +227,14 @@ mod tests {
             &["--dedup-window", "1.5"],
             &["--scenario", "noop", "--jobs", "3", "--batch", "64"],
             &["--scenario", "keyed", "--keys", "3", "--producers", "2"],
-            &["--producers", "1024", "--keys", "1024", "--scenario", "keyed"],
+            &[
+                "--producers",
+                "1024",
+                "--keys",
+                "1024",
+                "--scenario",
+                "keyed",
+            ],
         ] {
             accepted(ok);
         }
@@ -230,7 +250,11 @@ mod tests {
             let msg = refusal(&["--dedup-window", bad]);
             assert!(msg.contains("finite"), "{bad}: {msg}");
         }
-        for bad in [&["--dedup-window", "-1"][..], &["--dedup-window=-1"], &["--dedup-window", "-0.5"]] {
+        for bad in [
+            &["--dedup-window", "-1"][..],
+            &["--dedup-window=-1"],
+            &["--dedup-window", "-0.5"],
+        ] {
             let msg = refusal(bad);
             assert!(msg.contains("negative"), "{bad:?}: {msg}");
         }

@@ -25,7 +25,10 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     if let Err(e) = report::prepare_out(&args) {
-        eprintln!("quay: --out {}: cannot write there: {e}", args.out.display());
+        eprintln!(
+            "quay: --out {}: cannot write there: {e}",
+            args.out.display()
+        );
         return ExitCode::from(2);
     }
     let outcome = match scenario::run(&args) {

@@ -152,7 +152,8 @@ fn handle(checks: &Checks, ctx: &quay::JobContext, t: &Task) -> Result<(), JobEr
 /// `n` cells made by `cell`, or an error naming `what` if memory for them
 /// cannot be had (instead of aborting on a huge `--jobs` or `--keys`).
 fn cells<C>(n: u64, what: &str, cell: impl Fn() -> C) -> Result<Vec<C>, String> {
-    let too_many = || format!("{what}: {n} is too many (cannot allocate the demo's checks for them)");
+    let too_many =
+        || format!("{what}: {n} is too many (cannot allocate the demo's checks for them)");
     let len = usize::try_from(n).map_err(|_| too_many())?;
     let mut v = Vec::new();
     v.try_reserve_exact(len).map_err(|_| too_many())?;
