@@ -210,7 +210,17 @@ impl<T: Send + 'static> Builder<T> {
         self
     }
 
-    /// Worker threads, one shard each. Default: the available cores.
+    /// Worker threads, one shard each: 1 to [`BuildError::MAX_WORKERS`].
+    /// Default: the available cores, at most `MAX_WORKERS`.
+    ///
+    /// Each worker costs memory whether or not it is busy: about 4 MB at
+    /// the default settings, measured as the demo's peak RSS growing by
+    /// 4.0 MB per worker from 1 to 128 workers (`/usr/bin/time -v`, noop
+    /// scenario, 40-byte payload). About 1.6 MB of it is six latency
+    /// histograms (three recorded, three published; 33 792 `u64` counts
+    /// each), the rest mostly its two rings of `ring_capacity` slots and
+    /// its presized key table and timer, so it grows with `ring_capacity`
+    /// and the payload's size.
     pub fn workers(mut self, n: usize) -> Builder<T> {
         self.workers = Some(n);
         self
@@ -241,10 +251,10 @@ impl<T: Send + 'static> Builder<T> {
         self
     }
 
-    /// Most jobs a worker takes from a ring in one claim. Default 32;
-    /// 0 is read as 1.
+    /// Most jobs a worker takes from a ring in one claim: at least 1;
+    /// more than `ring_capacity` is read as `ring_capacity`. Default 32.
     pub fn batch(mut self, n: usize) -> Builder<T> {
-        self.batch = n.max(1);
+        self.batch = n;
         self
     }
 
@@ -258,8 +268,11 @@ impl<T: Send + 'static> Builder<T> {
     pub(crate) fn config(&self) -> Result<Config, BuildError> {
         let workers = match self.workers {
             Some(0) => return Err(BuildError::ZeroWorkers),
+            Some(n) if n > BuildError::MAX_WORKERS => return Err(BuildError::TooManyWorkers(n)),
             Some(n) => n,
-            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            None => std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(BuildError::MAX_WORKERS),
         };
         if self.capacity == 0 || self.capacity > BuildError::MAX_CAPACITY {
             return Err(BuildError::Capacity(self.capacity));
@@ -267,6 +280,9 @@ impl<T: Send + 'static> Builder<T> {
         let r = self.ring_capacity;
         if r < 2 || !r.is_power_of_two() || r > BuildError::MAX_RING_CAPACITY {
             return Err(BuildError::RingCapacity(r));
+        }
+        if self.batch == 0 {
+            return Err(BuildError::Batch);
         }
         if self.max_attempts == 0 {
             return Err(BuildError::MaxAttempts);

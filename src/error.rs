@@ -117,6 +117,8 @@ impl std::error::Error for JobError {}
 pub enum BuildError {
     /// `workers` was 0.
     ZeroWorkers,
+    /// `workers` was above [`BuildError::MAX_WORKERS`].
+    TooManyWorkers(usize),
     /// `capacity` was 0, or above [`BuildError::MAX_CAPACITY`].
     Capacity(u64),
     /// `ring_capacity` was not a power of two of at least 2, or too large.
@@ -132,6 +134,8 @@ pub enum BuildError {
     EmptyCoreList,
     /// `max_attempts` was 0.
     MaxAttempts,
+    /// `batch` was 0.
+    Batch,
     /// The backoff base was greater than `max_backoff`.
     Backoff {
         /// The base delay.
@@ -152,12 +156,21 @@ impl BuildError {
     pub const MAX_CAPACITY: u64 = (1 << 40) - 1;
     /// The largest `ring_capacity`.
     pub const MAX_RING_CAPACITY: usize = 1 << 24;
+    /// The most `workers`. Each worker costs about 4 MB at the default
+    /// settings (see [`Builder::workers`](crate::Builder::workers)), so
+    /// this is about 4 GB: far beyond any useful thread count, low enough
+    /// that a mistyped count fails at once instead of exhausting memory
+    /// or threads.
+    pub const MAX_WORKERS: usize = 1024;
 }
 
 impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BuildError::ZeroWorkers => write!(f, "workers: must be at least 1"),
+            BuildError::TooManyWorkers(n) => {
+                write!(f, "workers: {n} is not in 1..={}", BuildError::MAX_WORKERS)
+            }
             BuildError::Capacity(n) => write!(
                 f,
                 "capacity: {n} is not in 1..={}",
@@ -176,6 +189,7 @@ impl fmt::Display for BuildError {
             }
             BuildError::EmptyCoreList => write!(f, "pin_workers: the core list is empty"),
             BuildError::MaxAttempts => write!(f, "max_attempts: must be at least 1"),
+            BuildError::Batch => write!(f, "batch: must be at least 1"),
             BuildError::Backoff { base, max } => {
                 write!(
                     f,

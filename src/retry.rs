@@ -1,7 +1,7 @@
 //! The retry decision: given a failed attempt, retry when, or die.
 //!
 //! Pure code, no clocks or threads: the threaded engine and the
-//! deterministic [`Driver`](crate::driver::Driver) both call [`decide`], so
+//! deterministic [`Driver`](crate::driver::Driver) both call `decide`, so
 //! the fuzzer checks the very decision the engine makes.
 //!
 //! Backoff is exponential with *full jitter* (AWS Architecture Blog,
@@ -36,13 +36,15 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// The cap on the delay after failed attempt `attempt` (1-based):
-    /// `min(max_backoff, base · 2^(attempt−1))`.
+    /// `min(max_backoff, base · 2^(attempt−1))`, at most `u64::MAX`
+    /// nanoseconds (about 584 years, the engine clock's range).
     pub fn cap(&self, attempt: u32) -> Duration {
-        let shift = attempt.saturating_sub(1).min(63);
-        let base = crate::clock::duration_nanos(self.base);
-        let grown = base.checked_shl(shift).filter(|g| g >> shift == base);
+        let base = u128::from(crate::clock::duration_nanos(self.base));
         let max = crate::clock::duration_nanos(self.max_backoff);
-        Duration::from_nanos(grown.map_or(max, |g| g.min(max)))
+        // Widened: base < 2^64, so base · 2^64 fits in a u128, and a larger
+        // shift can only grow a nonzero base further past `max`.
+        let grown = base << attempt.saturating_sub(1).min(64);
+        Duration::from_nanos(u64::try_from(grown).map_or(max, |g| g.min(max)))
     }
 
     /// The delay after failed attempt `attempt`, drawn from `rng`.
@@ -51,7 +53,12 @@ impl RetryPolicy {
         if !self.jitter || cap == 0 {
             return Duration::from_nanos(cap);
         }
-        Duration::from_nanos(rng.below(cap + 1))
+        // Uniform in [0, cap]: `cap + 1` values, or all of them when the
+        // cap is u64::MAX (`max_backoff` of `Duration::MAX`).
+        Duration::from_nanos(match cap.checked_add(1) {
+            Some(n) => rng.below(n),
+            None => rng.next_u64(),
+        })
     }
 }
 
@@ -142,6 +149,51 @@ mod tests {
         );
         let fixed = RetryPolicy { jitter: false, ..p };
         assert_eq!(fixed.delay(3, &mut rng), Duration::from_millis(40));
+    }
+
+    #[test]
+    fn unbounded_backoff_never_overflows() {
+        // `max_backoff: Duration::MAX` lets the cap reach u64::MAX ns (the
+        // largest delay the engine's nanosecond clock can express).
+        let huge = Duration::from_nanos(u64::MAX);
+        for base in [
+            Duration::from_nanos(1),
+            Duration::from_millis(10),
+            Duration::MAX,
+        ] {
+            for jitter in [false, true] {
+                let p = RetryPolicy {
+                    base,
+                    max_backoff: Duration::MAX,
+                    jitter,
+                };
+                let mut rng = Rng::new(3);
+                let mut last = Duration::ZERO;
+                for attempt in [1, 2, 63, 64, 65, 100, 1_000, u32::MAX - 1, u32::MAX] {
+                    let cap = p.cap(attempt);
+                    assert!(cap >= last, "{base:?} attempt {attempt}: cap shrank");
+                    last = cap;
+                    for _ in 0..100 {
+                        let d = p.delay(attempt, &mut rng);
+                        assert!(d <= cap, "{base:?} attempt {attempt}: {d:?} > {cap:?}");
+                        if !jitter {
+                            assert_eq!(d, cap);
+                        }
+                    }
+                }
+                assert_eq!(p.cap(u32::MAX), huge, "{base:?}");
+            }
+        }
+        // The full-range draw still spreads over [0, cap].
+        let p = RetryPolicy {
+            base: Duration::MAX,
+            max_backoff: Duration::MAX,
+            jitter: true,
+        };
+        let mut rng = Rng::new(11);
+        let draws: Vec<Duration> = (0..1_000).map(|_| p.delay(1, &mut rng)).collect();
+        assert!(draws.iter().any(|d| *d < huge / 4));
+        assert!(draws.iter().any(|d| *d > huge / 4 * 3));
     }
 
     #[test]

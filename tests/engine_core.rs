@@ -8,7 +8,7 @@ use common::{wait_for, Latch};
 use quay::{BuildError, Engine, IdleStrategy, Job, Pinning, SubmitError, Submitted};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 #[test]
@@ -198,27 +198,51 @@ fn a_panicking_handler_does_not_kill_its_worker() {
 
 #[test]
 fn idle_workers_steal_from_a_loaded_shard() {
-    let workers_seen = Arc::new(Mutex::new(HashSet::new()));
-    let w = workers_seen.clone();
+    // Forced, not hoped for. Job 0 is delayed, so it goes to the inbox of
+    // this thread's home shard, which only that shard's owner may run; its
+    // handler blocks the owner. The other jobs are submitted only once the
+    // owner is blocked, by this one thread, into the same home ring (it never
+    // fills). While the owner stays blocked they can only run if the idle
+    // worker steals them; the owner is released once all have run.
+    const JOBS: u64 = 2_000;
+    let (blocked_tx, blocked_rx) = mpsc::channel::<usize>();
+    let (ran_tx, ran_rx) = mpsc::channel::<usize>();
+    let release = Latch::new();
+    let r = release.clone();
     let engine = Engine::<u64>::builder()
         .workers(2)
         .pin_workers(false)
         .ring_capacity(4096)
         .idle(IdleStrategy::Park)
-        .build(move |ctx, _| {
-            w.lock().unwrap().insert(ctx.worker());
-            std::thread::sleep(Duration::from_micros(50));
+        .build(move |ctx, &n| {
+            if n == 0 {
+                blocked_tx.send(ctx.worker()).unwrap();
+                r.wait();
+            } else {
+                ran_tx.send(ctx.worker()).unwrap();
+            }
             Ok(())
         })
         .unwrap();
-    // One producer thread: every job lands in its home ring (it never
-    // fills), so the other worker only gets jobs by stealing.
-    for n in 0..2_000u64 {
+    engine
+        .submit(Job::new(0u64, 0).delay(Duration::from_nanos(1)))
+        .unwrap();
+    let owner = blocked_rx.recv().unwrap();
+    for n in 1..=JOBS {
         engine.submit(Job::new(n, n)).unwrap();
     }
+    // Event-driven: each job reports as it runs. Should stealing not
+    // happen, this waits forever rather than guessing a deadline.
+    for _ in 1..=JOBS {
+        let worker = ran_rx.recv().unwrap();
+        assert_ne!(worker, owner, "the blocked owner ran a job");
+    }
+    let stolen = engine.metrics().counters.stolen_jobs;
+    release.open();
     let report = engine.shutdown();
-    assert_eq!(report.counts.completed, 2_000);
-    assert_eq!(workers_seen.lock().unwrap().len(), 2, "no job was stolen");
+    assert_eq!(stolen, JOBS, "every job but the owner's was stolen");
+    assert_eq!(report.counts.completed, JOBS + 1);
+    assert!(report.counts.is_conserved());
 }
 
 #[test]

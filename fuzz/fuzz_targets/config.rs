@@ -57,6 +57,8 @@ fuzz_target!(|s: Settings| {
     match b.driver() {
         Ok(_) => {
             assert_ne!(s.workers, Some(0));
+            assert!(usize::from(s.workers.unwrap_or(0)) <= BuildError::MAX_WORKERS);
+            assert!(s.batch >= 1);
             assert!(s.capacity >= 1 && s.capacity <= BuildError::MAX_CAPACITY);
             let r = s.ring_capacity as usize;
             assert!(r >= 2 && r.is_power_of_two() && r <= BuildError::MAX_RING_CAPACITY);
@@ -70,6 +72,11 @@ fuzz_target!(|s: Settings| {
             assert!(msg.contains(':'), "{msg}");
             match e {
                 BuildError::ZeroWorkers => assert_eq!(s.workers, Some(0)),
+                BuildError::TooManyWorkers(w) => {
+                    assert!(w > BuildError::MAX_WORKERS);
+                    assert_eq!(s.workers.map(usize::from), Some(w));
+                }
+                BuildError::Batch => assert_eq!(s.batch, 0),
                 BuildError::Capacity(c) => assert_eq!(c, s.capacity),
                 BuildError::RingCapacity(r) => assert_eq!(r, s.ring_capacity as usize),
                 BuildError::MaxAttempts => assert_eq!(s.max_attempts, 0),

@@ -46,7 +46,8 @@ pub fn json(args: &Args, o: &Outcome) -> String {
     v.to_string()
 }
 
-pub fn text(args: &Args, o: &Outcome) -> String {
+/// The text report; `written` is how writing the files went.
+pub fn text(args: &Args, o: &Outcome, written: &io::Result<()>) -> String {
     let mut s = String::new();
     let c = &o.counts;
     let _ = writeln!(
@@ -115,32 +116,58 @@ pub fn text(args: &Args, o: &Outcome) -> String {
             );
         }
     }
-    let _ = writeln!(
-        s,
-        "\nwrote {0}/latency.hgrm and {0}/latency.svg",
-        args.out.display()
-    );
+    let _ = match written {
+        Ok(()) => writeln!(
+            s,
+            "\nwrote {0}/latency.hgrm and {0}/latency.svg",
+            args.out.display()
+        ),
+        Err(e) => writeln!(s, "\ncould not write the latency files: {e}"),
+    };
     if !o.is_clean() {
         let _ = writeln!(s, "\nFAILED: a job was lost, reordered or succeeded twice");
     }
     s
 }
 
-/// `latency.hgrm` (end-to-end), one `.hgrm` per histogram, and the plot.
-pub fn write_files(args: &Args, o: &Outcome) -> io::Result<()> {
+/// Makes sure the files can be written before the run: creates `--out` and
+/// writes and removes a probe file in it.
+pub fn prepare_out(args: &Args) -> io::Result<()> {
     std::fs::create_dir_all(&args.out)?;
+    let probe = args
+        .out
+        .join(format!(".quay-write-check-{}", std::process::id()));
+    std::fs::write(&probe, b"quay")?;
+    std::fs::remove_file(&probe)
+}
+
+/// `latency.hgrm` (end-to-end), one `.hgrm` per histogram, and the plot.
+/// An error names the file it failed on.
+pub fn write_files(args: &Args, o: &Outcome) -> io::Result<()> {
+    std::fs::create_dir_all(&args.out).map_err(|e| at(&args.out, e))?;
     let h = &o.metrics.histograms;
-    let file = |name: &str| std::fs::File::create(args.out.join(name)).map(io::BufWriter::new);
-    quay::write_hgrm(&h.end_to_end, file("latency.hgrm")?)?;
+    let hgrm = |name: &str, hist: &Histogram<u64>| {
+        let path = args.out.join(name);
+        std::fs::File::create(&path)
+            .and_then(|f| quay::write_hgrm(hist, io::BufWriter::new(f)))
+            .map_err(|e| at(&path, e))
+    };
+    hgrm("latency.hgrm", &h.end_to_end)?;
     for (name, hist) in h.named() {
-        quay::write_hgrm(hist, file(&format!("{name}.hgrm"))?)?;
+        hgrm(&format!("{name}.hgrm"), hist)?;
     }
     if let Some(r) = &o.request {
-        quay::write_hgrm(r, file("request.hgrm")?)?;
+        hgrm("request.hgrm", r)?;
     }
     let mut lines: Vec<(&str, &Histogram<u64>)> = h.named().to_vec();
     if let Some(r) = &o.request {
         lines.push(("request", r));
     }
-    crate::plot::percentiles(&args.out.join("latency.svg"), &lines).map_err(io::Error::other)
+    let svg = args.out.join("latency.svg");
+    crate::plot::percentiles(&svg, &lines).map_err(|e| at(&svg, io::Error::other(e)))
+}
+
+/// `e`, prefixed with the path it happened at.
+fn at(path: &std::path::Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }

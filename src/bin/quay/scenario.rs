@@ -3,11 +3,14 @@
 use crate::args::{Args, Scenario};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use quay::{Counts, DeadLetter, Engine, Job, JobError, MetricsSnapshot, Submitter};
+use quay::{Builder, Counts, DeadLetter, Engine, Job, JobError, MetricsSnapshot, Submitter};
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The demo engine's capacity.
+pub const CAPACITY: u64 = 65_536;
 
 /// What a job does.
 #[derive(Clone, Copy, Debug)]
@@ -146,29 +149,61 @@ fn handle(checks: &Checks, ctx: &quay::JobContext, t: &Task) -> Result<(), JobEr
     Ok(())
 }
 
-pub fn run(args: &Args) -> Result<Outcome, String> {
-    let jobs = args.jobs.max(1);
-    let producers = args.producers.max(1);
-    let users = jobs / 5 + 1;
-    let keys = args.keys.max(producers);
-    let checks = Arc::new(Checks {
-        succeeded: (0..jobs).map(|_| AtomicU8::new(0)).collect(),
-        double: AtomicU64::new(0),
-        profile_done: (0..users).map(|_| AtomicBool::new(false)).collect(),
-        last_n: (0..keys).map(|_| AtomicU64::new(u64::MAX)).collect(),
-        violations: AtomicU64::new(0),
-    });
-    let c = checks.clone();
+/// `n` cells made by `cell`, or an error naming `what` if memory for them
+/// cannot be had (instead of aborting on a huge `--jobs` or `--keys`).
+fn cells<C>(n: u64, what: &str, cell: impl Fn() -> C) -> Result<Vec<C>, String> {
+    let too_many =
+        || format!("{what}: {n} is too many (cannot allocate the demo's checks for them)");
+    let len = usize::try_from(n).map_err(|_| too_many())?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| too_many())?;
+    v.extend((0..len).map(|_| cell()));
+    Ok(v)
+}
+
+/// The demo's engine settings.
+fn builder(args: &Args) -> Builder<Task> {
     let mut b = Engine::<Task>::builder()
         .pin_workers(args.pin())
         .idle(args.idle_strategy())
-        .capacity(65_536)
-        .dedup_window(Duration::from_secs_f64(args.dedup_window.max(0.0)))
+        .capacity(CAPACITY)
+        .dedup_window(args.dedup_window)
         .backoff(Duration::from_millis(1), Duration::from_millis(50));
     if let Some(w) = args.workers {
         b = b.workers(w);
     }
-    let engine = b
+    b
+}
+
+/// Checks the engine settings the run will use, without starting a
+/// thread: the builder's own error (a bad `--workers`, say) comes back.
+pub fn check(args: &Args) -> Result<(), String> {
+    builder(args).driver().map(drop).map_err(|e| e.to_string())
+}
+
+/// Runs the scenario. `args` must have passed [`Args::validate`] and
+/// [`check`]: every count is in range.
+pub fn run(args: &Args) -> Result<Outcome, String> {
+    let jobs = args.jobs;
+    let producers = args.producers;
+    let keys = args.keys;
+    let users = match args.scenario {
+        Scenario::Signup => jobs / crate::args::JOBS_PER_REQUEST,
+        Scenario::Noop | Scenario::Keyed => 0,
+    };
+    let key_cells = match args.scenario {
+        Scenario::Keyed => keys,
+        Scenario::Signup | Scenario::Noop => 0,
+    };
+    let checks = Arc::new(Checks {
+        succeeded: cells(jobs, "--jobs", || AtomicU8::new(0))?,
+        double: AtomicU64::new(0),
+        profile_done: cells(users, "--jobs", || AtomicBool::new(false))?,
+        last_n: cells(key_cells, "--keys", || AtomicU64::new(u64::MAX))?,
+        violations: AtomicU64::new(0),
+    });
+    let c = checks.clone();
+    let engine = builder(args)
         .build(move |ctx, t| handle(&c, ctx, t))
         .map_err(|e| e.to_string())?;
     let workers = engine.workers();
@@ -292,8 +327,8 @@ fn produce(
         Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).map_err(|e| e.to_string())?;
     match args.scenario {
         Scenario::Signup => {
-            let requests = jobs / 5;
-            let mut pace = Pacer::new(args.rate(), producers, 5);
+            let requests = jobs / crate::args::JOBS_PER_REQUEST;
+            let mut pace = Pacer::new(args.rate(), producers, crate::args::JOBS_PER_REQUEST);
             for user in (p..requests).step_by(producers as usize) {
                 pace.wait();
                 let t0 = Instant::now();
@@ -306,9 +341,10 @@ fn produce(
             }
         }
         Scenario::Noop | Scenario::Keyed => {
-            // Keyed: this producer owns keys p, p + P, ...: its submit order
-            // is their accept order, which the handler checks.
-            let own = (keys / producers).max(1);
+            // Keyed: this producer owns keys p, p + P, ... below `keys` (at
+            // least one: `keys >= producers`): its submit order is their
+            // accept order, which the handler checks.
+            let own = keys / producers + u64::from(p < keys % producers);
             let job = |seq: u64| {
                 let task = |kind| Task { kind, user: 0, seq };
                 if args.scenario == Scenario::Noop {
@@ -318,11 +354,11 @@ fn produce(
                 let key = p + producers * (i % own);
                 Job::new(mix(seq), task(Kind::Keyed { key, n: i / own })).key(key)
             };
-            let mut pace = Pacer::new(args.rate(), producers, args.batch.max(1) as u64);
+            let mut pace = Pacer::new(args.rate(), producers, args.batch as u64);
             let mut mine = (p..jobs).step_by(producers as usize).peekable();
             while mine.peek().is_some() {
                 pace.wait();
-                let batch = mine.by_ref().take(args.batch.max(1)).map(job);
+                let batch = mine.by_ref().take(args.batch).map(job);
                 submit_all(sub, batch)?;
             }
         }
