@@ -26,8 +26,8 @@
 
 use crate::loom::sync::atomic::{AtomicU64, Ordering};
 use crate::loom::sync::{Condvar, Mutex};
-use crossbeam_utils::CachePadded;
 use crate::loom::time::Deadline;
+use crossbeam_utils::CachePadded;
 
 const HELD_BITS: u32 = 40;
 const HELD_MASK: u64 = (1 << HELD_BITS) - 1;

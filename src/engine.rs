@@ -20,6 +20,7 @@ use crate::latency::{Histograms, LatencySlot};
 use crate::loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crate::loom::sync::{Arc, Mutex};
 use crate::loom::thread::{self, JoinHandle};
+use crate::loom::time::Deadline;
 use crate::machine::Semantics;
 use crate::metrics::{Counters, GaugeSnapshot, MetricsSnapshot};
 use crate::shard::Shard;
@@ -27,7 +28,6 @@ use crate::shutdown::{Counts, Shutdown};
 use crate::stats::WorkerStats;
 use crate::worker::Worker;
 use crossbeam_utils::CachePadded;
-use crate::loom::time::Deadline;
 use std::time::Duration;
 
 /// State every thread may touch.
@@ -331,8 +331,7 @@ macro_rules! submit_api {
             job: Job<T>,
             timeout: Duration,
         ) -> Result<Submitted, SubmitError<T>> {
-            self.shared
-                .submit_until(job, Deadline::after(timeout))
+            self.shared.submit_until(job, Deadline::after(timeout))
         }
 
         /// Submits many jobs without blocking, in order. The report says what

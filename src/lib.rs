@@ -76,11 +76,11 @@ mod stats;
 mod timer;
 mod worker;
 
+pub use batch::{BatchOutcome, BatchReport};
 pub use builder::{Builder, PinWarning, Pinning};
 pub use clock::{Clock, ManualClock, Timestamp};
 pub use dlq::DeadLetter;
 pub use driver::{Driver, Step};
-pub use batch::{BatchOutcome, BatchReport};
 pub use engine::{Engine, Submitter};
 pub use error::{BuildError, JobError, RedriveError, SubmitError, Submitted};
 pub use hgrm::{write_hgrm, IntervalLog};

@@ -22,8 +22,8 @@ use crate::dlq::{DeadLetter, Dlq};
 use crate::envelope::Envelope;
 use crate::error::JobError;
 use crate::keys::KeyTable;
-use crate::retry::{decide, Decision, RetryPolicy, Rng};
 use crate::loom::sync::atomic::{AtomicU64, Ordering};
+use crate::retry::{decide, Decision, RetryPolicy, Rng};
 use crate::timer::{Timer, Waiting};
 use std::collections::VecDeque;
 
@@ -91,7 +91,6 @@ impl<T> Semantics<T> {
             s.prefetch(id);
         }
     }
-
 
     /// Takes the newest dead letter with `id` out of the DLQ for a redrive.
     ///

@@ -89,7 +89,11 @@ impl<T> Overflow<T> {
     /// The owner takes every job here, in order, if `inbox` (its own) is
     /// quiescent; otherwise nothing, and it tries again after popping the
     /// inbox. Returns how many it took.
-    pub(crate) fn take_after(&self, inbox: &Ring<Envelope<T>>, sink: impl FnMut(Envelope<T>)) -> usize {
+    pub(crate) fn take_after(
+        &self,
+        inbox: &Ring<Envelope<T>>,
+        sink: impl FnMut(Envelope<T>),
+    ) -> usize {
         if self.is_empty() {
             return 0;
         }

@@ -26,10 +26,10 @@ use crate::job::JobContext;
 use crate::latency::Recorder;
 use crate::loom::sync::atomic::Ordering;
 use crate::loom::sync::Arc;
+use crate::loom::time::Stopwatch;
 use crate::machine::{attempt, Settled, ShardCore};
 use crate::stats::WorkerStats;
 use std::collections::VecDeque;
-use crate::loom::time::Stopwatch;
 use std::time::Duration;
 
 pub(crate) struct Worker<T: Send + 'static, H> {
