@@ -80,6 +80,8 @@ pub(crate) fn submit_batch<T: Send + 'static>(
             match shared.gate.try_acquire(want) {
                 Ok(granted) => batch.unused = granted,
                 Err(why) => {
+                    // Outcomes in submit order: the staged jobs' first.
+                    batch.flush();
                     batch.refuse(job, why);
                     for job in jobs.by_ref() {
                         batch.refuse(job, why);

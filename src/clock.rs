@@ -105,8 +105,15 @@ impl MonotonicClock {
     }
 
     /// Nanoseconds since this clock was made.
+    ///
+    /// Under `--cfg quay_loom` it reads 0 always: a model must not branch on
+    /// the wall clock (loom would see a different execution on replay), so
+    /// its time stands still unless the model drives a [`ManualClock`].
     #[inline]
     pub fn now(&self) -> Timestamp {
+        if cfg!(quay_loom) {
+            return Timestamp(0);
+        }
         Timestamp(self.source.delta_as_nanos(self.epoch, self.source.raw()))
     }
 }

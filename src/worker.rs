@@ -205,6 +205,8 @@ where
         // clock read may be a few ns ahead of this core's.
         let now = self.shared.clock.now();
         self.last_end = now;
+        // Jobs that only join a busy key change the gauges too.
+        self.dirty |= !self.inbox.is_empty();
         for e in self.inbox.drain(..) {
             self.core.admit(e, now);
         }

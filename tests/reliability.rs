@@ -273,7 +273,9 @@ fn a_refused_redrive_leaves_the_dead_letter_as_it_was() {
     let before = snapshot(&engine);
     assert_eq!(before.len(), 2);
     engine.submit(Job::new(0u64, 0)).unwrap(); // fills the engine
+                                               // The newer one: put back at the front, it would become the oldest.
     assert_eq!(engine.redrive(11u64), Err(RedriveError::Full));
+    assert_eq!(snapshot(&engine), before, "the DLQ changed");
     assert_eq!(engine.redrive(10u64), Err(RedriveError::Full));
     assert_eq!(snapshot(&engine), before, "the DLQ changed");
     // The dead IDs are still remembered: a client's resubmit is a duplicate.
@@ -388,9 +390,14 @@ fn shutdown_returns_each_keys_jobs_in_accept_order() {
         .unwrap();
     engine.submit(Job::new(0u64, 0).key(1u64)).unwrap();
     wait_for(|| engine.metrics().counters.retried == 1);
-    engine.submit(Job::new(100u64, 100).key(2u64)).unwrap();
+    // Key 1's followers reach the key table (the worker is free) ...
     for n in 1..=6u64 {
         engine.submit(Job::new(n, n).key(1u64)).unwrap();
+    }
+    wait_for(|| engine.metrics().gauges.key_waiting == 6);
+    // ... key 2's wait in the inbox and the overflow behind a held worker.
+    engine.submit(Job::new(100u64, 100).key(2u64)).unwrap();
+    for n in 1..=6u64 {
         engine.submit(Job::new(100 + n, 100 + n).key(2u64)).unwrap();
     }
     let opener = std::thread::spawn(move || latch.open());
