@@ -369,6 +369,8 @@ fn batch_reports_each_job_and_refuses_a_suffix() {
 fn shutdown_returns_each_keys_jobs_in_accept_order() {
     let latch = Latch::new();
     let l = latch.clone();
+    let (started_tx, started_rx) = mpsc::channel();
+    let started_tx = Mutex::new(started_tx);
     let engine = Engine::<u64>::builder()
         .workers(1)
         .pin_workers(false)
@@ -382,6 +384,7 @@ fn shutdown_returns_each_keys_jobs_in_accept_order() {
             )),
             // Key 2's head holds the worker.
             100 => {
+                started_tx.lock().unwrap().send(()).unwrap();
                 l.wait();
                 Ok(())
             }
@@ -397,6 +400,7 @@ fn shutdown_returns_each_keys_jobs_in_accept_order() {
     wait_for(|| engine.metrics().gauges.key_waiting == 6);
     // ... key 2's wait in the inbox and the overflow behind a held worker.
     engine.submit(Job::new(100u64, 100).key(2u64)).unwrap();
+    started_rx.recv().unwrap();
     for n in 1..=6u64 {
         engine.submit(Job::new(100 + n, 100 + n).key(2u64)).unwrap();
     }
