@@ -193,7 +193,8 @@ impl<T: Send + 'static> Batch<'_, T> {
                 for env in fresh.drain(..) {
                     shared.shards[self.home].overflow.push(env);
                 }
-                shared.idle.notify(self.home, true);
+                // Any worker may steal them from there.
+                shared.idle.notify(self.home, false);
             }
         }
     }

@@ -123,7 +123,8 @@ impl<T: Send + 'static> Shared<T> {
             }
         }
         self.shards[home].overflow.push(env);
-        self.idle.notify(home, true);
+        // Any worker may steal it from there.
+        self.idle.notify(home, false);
     }
 
     /// Blocks until the job is placed, refused for shutdown, or `deadline`

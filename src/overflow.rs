@@ -18,8 +18,9 @@
 //!
 //! # Per-key order
 //!
-//! Only the shard's owner takes jobs out, so keyed jobs in it keep their
-//! key table's order if two rules hold:
+//! Only the shard's owner takes owner-only jobs out (other workers may
+//! steal the unkeyed ones: [`Overflow::steal`]), so keyed jobs in it keep
+//! their key table's order if two rules hold:
 //! - a producer puts an owner-only job (keyed or delayed) here, not in the
 //!   inbox, whenever this queue is not empty ([`Overflow::is_empty`]
 //!   before the inbox push), so a key's later jobs queue behind its
@@ -107,6 +108,39 @@ impl<T> Overflow<T> {
         // Release: pairs with the Acquire in `is_empty`.
         self.len.store(0, Ordering::Release);
         n
+    }
+
+    /// Another worker steals up to `max` jobs that any worker may run
+    /// (unkeyed and due at `now`), oldest first: so a job that overflowed
+    /// while every ring was full does not wait for a busy owner while
+    /// others are idle. Owner-only jobs stay, in their order. Returns how
+    /// many it took.
+    #[cold]
+    pub(crate) fn steal(
+        &self,
+        max: usize,
+        now: crate::clock::Timestamp,
+        mut sink: impl FnMut(Envelope<T>),
+    ) -> usize {
+        if self.is_empty() {
+            return 0;
+        }
+        let mut q = relock(self.queue.lock());
+        let mut taken = 0;
+        let mut i = 0;
+        while i < q.len() && taken < max {
+            if q[i].owner_only(now) {
+                i += 1;
+                continue;
+            }
+            if let Some(e) = q.remove(i) {
+                sink(e);
+                taken += 1;
+            }
+        }
+        // Release: pairs with the Acquire in `is_empty`.
+        self.len.store(q.len(), Ordering::Release);
+        taken
     }
 
     /// Takes every job here, whatever the inbox holds (shutdown, after the

@@ -226,13 +226,20 @@ where
         self.steal()
     }
 
-    /// Steals one batch from the first other shard that has any.
+    /// Steals one batch from the first other shard that has any: from its
+    /// ring, or else the unkeyed jobs in its overflow.
     fn steal(&mut self) -> bool {
         let n = self.shared.shards.len();
         for i in 1..n {
             let victim = &self.shared.shards[(self.index + i) % n];
             let local = &mut self.local;
-            let got = victim.ring.pop_batch(self.batch, |e| local.push_back(e));
+            let mut got = victim.ring.pop_batch(self.batch, |e| local.push_back(e));
+            if got == 0 && !victim.overflow.is_empty() {
+                let now = self.shared.clock.now();
+                got = victim
+                    .overflow
+                    .steal(self.batch, now, |e| local.push_back(e));
+            }
             if got > 0 {
                 let st = &self.shared.stats[self.index];
                 st.stolen_jobs.add(got as u64);

@@ -14,6 +14,24 @@ use std::sync::mpsc;
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
+/// One unpinned worker whose handler holds every job at the returned latch
+/// until the test opens it; rings of `ring`, room for `capacity` jobs.
+fn held_engine(ring: usize, capacity: u64) -> (Engine<u64>, Arc<Latch>) {
+    let latch = Latch::new();
+    let l = latch.clone();
+    let engine = Engine::<u64>::builder()
+        .workers(1)
+        .pin_workers(false)
+        .ring_capacity(ring)
+        .capacity(capacity)
+        .build(move |_, _| {
+            l.wait();
+            Ok(())
+        })
+        .unwrap();
+    (engine, latch)
+}
+
 /// Rings of 2 and a worker held on a latch: every ring is full while the
 /// gate has room. Pairs of threads race to submit the same ID. A
 /// `Duplicate` answer must name a job the engine has: every such ID runs.
@@ -74,18 +92,7 @@ fn duplicate_is_answered_only_for_a_job_the_engine_has() {
 /// the rings.
 #[test]
 fn full_rings_with_free_capacity_accept_at_once() {
-    let latch = Latch::new();
-    let l = latch.clone();
-    let engine = Engine::<u64>::builder()
-        .workers(1)
-        .pin_workers(false)
-        .ring_capacity(2)
-        .capacity(1_000)
-        .build(move |_, _| {
-            l.wait();
-            Ok(())
-        })
-        .unwrap();
+    let (engine, latch) = held_engine(2, 1_000);
     for n in 0..100u64 {
         let job = if n % 2 == 0 {
             Job::new(n, n).key(n % 3)
@@ -104,22 +111,52 @@ fn full_rings_with_free_capacity_accept_at_once() {
     assert!(c.is_conserved());
 }
 
+/// Unkeyed jobs that overflowed a full ring are stolen by an idle worker
+/// while their shard's owner is busy: they do not wait for it.
+#[test]
+fn an_idle_worker_steals_unkeyed_jobs_from_an_overflow() {
+    const N: u64 = 50;
+    let latch = Latch::new();
+    let l = latch.clone();
+    let ran = Arc::new(AtomicU8::new(0));
+    let r = ran.clone();
+    let engine = Engine::<u64>::builder()
+        .workers(2)
+        .pin_workers(false)
+        .ring_capacity(2)
+        .capacity(1_000)
+        .build(move |_, &n| {
+            if n == 0 {
+                l.wait();
+            } else {
+                r.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(())
+        })
+        .unwrap();
+    // Job 0 is due after 1 ns: it goes to the home shard's inbox, so only
+    // that shard's owner can run it, and it holds that owner.
+    engine
+        .submit(Job::new(0u64, 0).delay(Duration::from_nanos(1)))
+        .unwrap();
+    wait_for(|| engine.metrics().counters.started == 1);
+    // Both rings hold 2: the rest overflow into the home shard.
+    for n in 1..=N {
+        engine.submit(Job::new(n, n)).unwrap();
+    }
+    wait_for(|| u64::from(ran.load(Ordering::Relaxed)) == N);
+    latch.open();
+    let c = engine.shutdown().counts;
+    assert_eq!(c.completed, N + 1);
+    assert!(c.is_conserved());
+}
+
 /// At capacity, a blocked `submit_timeout` sleeps until its deadline: it
 /// tries a bounded number of times (no release ever comes), then hands
 /// the job back with `Timeout`.
 #[test]
 fn a_blocked_submit_sleeps_until_its_deadline() {
-    let latch = Latch::new();
-    let l = latch.clone();
-    let engine = Engine::<u64>::builder()
-        .workers(1)
-        .pin_workers(false)
-        .capacity(1)
-        .build(move |_, _| {
-            l.wait();
-            Ok(())
-        })
-        .unwrap();
+    let (engine, latch) = held_engine(4_096, 1);
     engine.submit(Job::new(1u64, 1)).unwrap();
     let before = engine.metrics().counters.rejected_full;
     match engine.submit_timeout(Job::new(2u64, 2), Duration::from_millis(200)) {
@@ -321,18 +358,7 @@ fn a_refused_redrive_leaves_the_dead_letter_as_it_was() {
 /// a later one accepted; the report says what became of each job.
 #[test]
 fn batch_reports_each_job_and_refuses_a_suffix() {
-    let latch = Latch::new();
-    let l = latch.clone();
-    let engine = Engine::<u64>::builder()
-        .workers(1)
-        .pin_workers(false)
-        .ring_capacity(2)
-        .capacity(5)
-        .build(move |_, _| {
-            l.wait();
-            Ok(())
-        })
-        .unwrap();
+    let (engine, latch) = held_engine(2, 5);
     engine.submit(Job::new(100u64, 0)).unwrap();
     let jobs = vec![
         Job::new(1u64, 1).key(1u64),
