@@ -66,6 +66,7 @@ pub(crate) fn submit_batch<T: Send + 'static>(
         home: crate::loom::home_index() % n,
         now: shared.clock.now(),
         staged: VecDeque::new(),
+        room: 0,
         unused: 0,
         report: BatchReport {
             accepted: 0,
@@ -75,23 +76,32 @@ pub(crate) fn submit_batch<T: Send + 'static>(
         },
     };
     while let Some(job) = jobs.next() {
-        if batch.unused == 0 {
+        let env = Envelope::new(job, batch.now);
+        let refused = if !batch.room_for(&env) {
+            Some(Refused::Full)
+        } else if batch.unused == 0 {
             let want = jobs.size_hint().0.saturating_add(1) as u64;
             match shared.gate.try_acquire(want) {
-                Ok(granted) => batch.unused = granted,
-                Err(why) => {
-                    // Outcomes in submit order: the staged jobs' first.
-                    batch.flush();
-                    batch.refuse(job, why);
-                    for job in jobs.by_ref() {
-                        batch.refuse(job, why);
-                    }
-                    break;
+                Ok(granted) => {
+                    batch.unused = granted;
+                    None
                 }
+                Err(why) => Some(why),
             }
+        } else {
+            None
+        };
+        if let Some(why) = refused {
+            // Outcomes in submit order: the staged jobs' first.
+            batch.flush();
+            batch.refuse(env.job, why);
+            for job in jobs.by_ref() {
+                batch.refuse(job, why);
+            }
+            break;
         }
         batch.unused -= 1;
-        batch.take(job);
+        batch.take(env);
     }
     batch.finish()
 }
@@ -105,14 +115,34 @@ struct Batch<'a, T: Send + 'static> {
     now: crate::clock::Timestamp,
     /// Unkeyed jobs not yet deduped or pushed, in submit order.
     staged: VecDeque<Envelope<T>>,
+    /// Ring room counted for unkeyed jobs and not yet used.
+    room: usize,
     unused: u64,
     report: BatchReport<T>,
 }
 
 impl<T: Send + 'static> Batch<'_, T> {
+    /// Whether the queue `env` would go to has room (a hint, as in
+    /// `Shared::has_room`): for unkeyed jobs, the free ring slots counted
+    /// once and used up, then counted again.
+    fn room_for(&mut self, env: &Envelope<T>) -> bool {
+        if env.owner_only(self.now) {
+            return self.shared.has_room(env, self.now);
+        }
+        if self.room == 0 {
+            self.room = self.shared.shards.iter().map(|s| s.ring.room()).sum();
+            // Jobs staged but not yet pushed take room too.
+            self.room = self.room.saturating_sub(self.staged.len());
+        }
+        if self.room == 0 {
+            return false;
+        }
+        self.room -= 1;
+        true
+    }
+
     /// A job that holds a unit of capacity.
-    fn take(&mut self, job: Job<T>) {
-        let env = Envelope::new(job, self.now);
+    fn take(&mut self, env: Envelope<T>) {
         if env.owner_only(self.now) {
             // Keep submit order: flush unkeyed jobs staged before it.
             self.flush();

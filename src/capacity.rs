@@ -28,6 +28,7 @@ use crate::loom::sync::atomic::{AtomicU64, Ordering};
 use crate::loom::sync::{Condvar, Mutex};
 use crate::loom::time::Deadline;
 use crossbeam_utils::CachePadded;
+use std::time::Duration;
 
 const HELD_BITS: u32 = 40;
 const HELD_MASK: u64 = (1 << HELD_BITS) - 1;
@@ -150,12 +151,19 @@ impl Gate {
     /// reads the sequence *before* its attempt and sleeps only while the
     /// sequence is unchanged, so a release that lands between the attempt
     /// and the sleep is never missed.
+    ///
+    /// With `poll`, a waiter also re-attempts after that long without a
+    /// release: for room that no release announces (a ring a worker has
+    /// popped). Under loom, `poll` is ignored: the models check the
+    /// eventcount alone.
     pub(crate) fn wait_until<S, R>(
         &self,
         deadline: Option<Deadline>,
+        poll: Option<Duration>,
         state: S,
         mut attempt: impl FnMut(S) -> Result<R, S>,
     ) -> Result<R, S> {
+        let poll = poll.filter(|_| !cfg!(quay_loom));
         let mut state = match attempt(state) {
             Ok(r) => return Ok(r),
             Err(s) => s,
@@ -172,19 +180,37 @@ impl Gate {
             };
             let mut guard = relock(self.seq.lock());
             while *guard == seen {
-                match deadline {
-                    None => guard = relock(self.cvar.wait(guard)),
+                let left = match deadline {
+                    None => None,
                     Some(d) => {
                         let left = d.remaining();
                         if left.is_zero() {
                             break 'outer Err(state);
                         }
-                        guard = match self.cvar.wait_timeout(guard, left) {
-                            Ok((g, _)) => g,
-                            Err(e) => e.into_inner().0,
-                        };
+                        Some(left)
                     }
-                }
+                };
+                let wait = match (left, poll) {
+                    (Some(l), Some(p)) => Some(l.min(p)),
+                    (l, p) => l.or(p),
+                };
+                guard = match wait {
+                    None => relock(self.cvar.wait(guard)),
+                    Some(w) => {
+                        let (g, timed_out) = match self.cvar.wait_timeout(guard, w) {
+                            Ok((g, t)) => (g, t.timed_out()),
+                            Err(e) => {
+                                let (g, t) = e.into_inner();
+                                (g, t.timed_out())
+                            }
+                        };
+                        if timed_out && poll.is_some_and(|p| w >= p) {
+                            // The poll: attempt again.
+                            break;
+                        }
+                        g
+                    }
+                };
             }
         };
         // Relaxed: deregistering publishes nothing.

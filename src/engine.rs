@@ -52,27 +52,50 @@ impl<T: Send + 'static> Shared<T> {
     /// The one non-blocking submit every public submit goes through.
     ///
     /// The order is the protocol that keeps `Duplicate` honest (see
-    /// `docs/design.md`): first the capacity gate reserves the job a place
-    /// (placing cannot fail once it has: a full ring spills into its
-    /// shard's overflow); only then does dedup make the ID visible as live;
-    /// then the job is placed. Nothing made visible is ever rolled back, so
-    /// a concurrent submit of the same ID that is told `Duplicate` is told
-    /// so about a job that is in the engine.
+    /// `docs/design.md`, "Submit"): first a look for room in the queue the
+    /// job would go to, and the capacity gate's claim; only then does dedup
+    /// make the ID visible as live; then the job is placed, which cannot
+    /// fail (a ring filled meanwhile spills into its shard's overflow).
+    /// Nothing made visible is ever rolled back, so a concurrent submit of
+    /// the same ID that is told `Duplicate` is told so about a job that is
+    /// in the engine.
     #[inline]
     pub(crate) fn try_submit(&self, job: Job<T>) -> Result<Submitted, SubmitError<T>> {
         // Start the seen-ID set's likely cache miss now, so it overlaps the
-        // capacity claim and the clock read.
+        // room check, the capacity claim and the clock read.
         self.sem.prefetch_id(job.id);
+        let now = self.clock.now();
+        let env = Envelope::new(job, now);
+        // No room: refused before anything is claimed or marked, so there
+        // is nothing to undo (and a blocked submit's failed attempt
+        // releases nothing, so it cannot wake itself).
+        if !self.has_room(&env, now) {
+            self.count_rejected_full();
+            return Err(SubmitError::Full(env.job));
+        }
         match self.gate.try_acquire(1) {
             Ok(_) => {}
             Err(Refused::Full) => {
                 self.count_rejected_full();
-                return Err(SubmitError::Full(job));
+                return Err(SubmitError::Full(env.job));
             }
-            Err(Refused::Closed) => return Err(SubmitError::ShuttingDown(job)),
+            Err(Refused::Closed) => return Err(SubmitError::ShuttingDown(env.job)),
         }
-        let now = self.clock.now();
-        Ok(self.admit(Envelope::new(job, now), now))
+        Ok(self.admit(env, now))
+    }
+
+    /// Whether the ring or inbox `env` would go to has room now: a hint (a
+    /// racing producer may take it; `place` then spills into the overflow),
+    /// whose cost is lines the push loads anyway.
+    #[inline]
+    pub(crate) fn has_room(&self, env: &Envelope<T>, now: Timestamp) -> bool {
+        let n = self.shards.len();
+        let home = home_shard(n);
+        if env.owner_only(now) {
+            let s = env.job.key.map_or(home, |k| k.shard(n));
+            return self.shards[s].inbox.has_room();
+        }
+        (0..n).any(|i| self.shards[(home + i) % n].ring.has_room())
     }
 
     #[cold]
@@ -153,13 +176,14 @@ impl<T: Send + 'static> Shared<T> {
         }
         // Each attempt that fails takes no capacity and releases none, so
         // it cannot wake itself: the waiter sleeps until a worker (or a
-        // duplicate, or shutdown) releases a unit.
-        let out = self
-            .gate
-            .wait_until(deadline, job, |j| match self.try_submit(j) {
+        // duplicate, or shutdown) releases a unit, or for ring room, which
+        // no release announces, until the next poll.
+        let out = self.gate.wait_until(deadline, Some(ROOM_POLL), job, |j| {
+            match self.try_submit(j) {
                 Err(SubmitError::Full(j)) => Err(j),
                 other => Ok(other),
-            });
+            }
+        });
         out.unwrap_or_else(|j| Err(SubmitError::Timeout(j)))
     }
 
@@ -248,6 +272,11 @@ impl<T: Send + 'static> Shared<T> {
         c
     }
 }
+
+/// How often a blocked submit looks for ring or inbox room between
+/// releases: a worker frees ring room when it claims jobs, and capacity
+/// (which wakes the waiter at once) only when it commits their endings.
+const ROOM_POLL: Duration = Duration::from_millis(1);
 
 /// The shard a producer thread prefers for unkeyed jobs: fixed per thread,
 /// spread round-robin over threads, so concurrent producers rarely share a

@@ -264,6 +264,20 @@ impl<T> Ring<T> {
         self.len() == 0
     }
 
+    /// Whether a push would find the slot at `tail` free now. A hint: a
+    /// racing producer may take it first.
+    #[inline]
+    pub fn has_room(&self) -> bool {
+        // Relaxed both: a hint; `push` re-reads and synchronises.
+        let tail = self.tail.load(Ordering::Relaxed);
+        self.slot(tail).stamp.load(Ordering::Relaxed) == tail
+    }
+
+    /// How many more values fit now (a hint, as [`Ring::has_room`]).
+    pub fn room(&self) -> usize {
+        self.capacity() - self.len()
+    }
+
     /// Whether every position ever claimed by a producer has been claimed by
     /// a consumer too: no value is queued, *and* no producer is between its
     /// claim and its publication (which [`Ring::pop`] would report as empty).

@@ -67,7 +67,7 @@ pub(crate) fn run<T: Send + 'static>(
 ) -> Shutdown<T> {
     shared.gate.close();
     // Graceful part: the workers keep running until nothing is held.
-    let _ = shared.gate.wait_until(deadline, (), |()| {
+    let _ = shared.gate.wait_until(deadline, None, (), |()| {
         if shared.gate.held() == 0 {
             Ok(())
         } else {

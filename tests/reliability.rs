@@ -32,14 +32,13 @@ fn held_engine(ring: usize, capacity: u64) -> (Engine<u64>, Arc<Latch>) {
     (engine, latch)
 }
 
-/// Rings of 2 and a worker held on a latch: every ring is full while the
-/// gate has room. Pairs of threads race to submit the same ID. A
-/// `Duplicate` answer must name a job the engine has: every such ID runs.
+/// Rings of 2 and one worker: rings fill and empty all the time. Pairs of
+/// threads race to submit the same ID. A `Duplicate` answer must name a job
+/// the engine has: every such ID runs, exactly once; a `Full` one never
+/// touched dedup, so it cannot make the other a duplicate.
 #[test]
 fn duplicate_is_answered_only_for_a_job_the_engine_has() {
     const PAIRS: u64 = 20_000;
-    let latch = Latch::new();
-    let l = latch.clone();
     let runs: Arc<Vec<AtomicU8>> = Arc::new((0..PAIRS).map(|_| AtomicU8::new(0)).collect());
     let r = runs.clone();
     let engine = Engine::<u64>::builder()
@@ -48,7 +47,6 @@ fn duplicate_is_answered_only_for_a_job_the_engine_has() {
         .ring_capacity(2)
         .capacity(2 * PAIRS + 8)
         .build(move |_, &n| {
-            l.wait();
             r[n as usize].fetch_add(1, Ordering::Relaxed);
             Ok(())
         })
@@ -69,86 +67,61 @@ fn duplicate_is_answered_only_for_a_job_the_engine_has() {
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    latch.open();
     let report = engine.shutdown();
     assert!(report.returned.is_empty());
+    let mut dups = 0;
     for n in 0..PAIRS as usize {
         let (a, b) = (&answers[0][n], &answers[1][n]);
-        let dup = matches!(a, Ok(Submitted::Duplicate)) || matches!(b, Ok(Submitted::Duplicate));
+        let is = |r: &Result<Submitted, String>, s: Submitted| r.as_ref().is_ok_and(|x| *x == s);
+        let accepted = u8::from(is(a, Submitted::Accepted)) + u8::from(is(b, Submitted::Accepted));
+        let dup = is(a, Submitted::Duplicate) || is(b, Submitted::Duplicate);
+        dups += usize::from(dup);
         let ran = runs[n].load(Ordering::Relaxed);
+        assert_eq!(
+            ran, accepted,
+            "job {n}: answered {a:?} and {b:?}, ran {ran} times"
+        );
         if dup {
             assert_eq!(ran, 1, "job {n}: answered {a:?} and {b:?}, ran {ran} times");
         }
-        // The gate had room for both: neither may be refused.
-        assert!(a.is_ok() && b.is_ok(), "job {n}: {a:?} {b:?}");
     }
+    assert!(
+        dups > 0,
+        "the race never produced a duplicate: the test saw nothing"
+    );
     let c = report.counts;
-    assert_eq!((c.accepted, c.duplicates), (PAIRS, PAIRS));
+    assert_eq!(c.duplicates, dups as u64);
     assert!(c.is_conserved(), "{c:?}");
 }
 
-/// A submit that finds every ring full but capacity free is accepted at
-/// once (the job waits in its shard's overflow), instead of spinning on
-/// the rings.
+/// Every ring full (the worker held), capacity free: a blocked
+/// `submit_timeout` sleeps until its deadline, looking for room once per
+/// poll, then hands the job back with `Timeout`. It never claims capacity
+/// it then gives back, so it cannot wake itself.
 #[test]
-fn full_rings_with_free_capacity_accept_at_once() {
+fn a_submit_blocked_on_full_rings_sleeps_until_its_deadline() {
     let (engine, latch) = held_engine(2, 1_000);
-    for n in 0..100u64 {
-        let job = if n % 2 == 0 {
-            Job::new(n, n).key(n % 3)
-        } else {
-            Job::new(n, n)
-        };
-        assert_eq!(
-            engine.submit_timeout(job, Duration::from_secs(30)).unwrap(),
-            Submitted::Accepted
-        );
-    }
-    assert_eq!(engine.metrics().counters.rejected_full, 0);
-    latch.open();
-    let c = engine.shutdown().counts;
-    assert_eq!(c.completed, 100);
-    assert!(c.is_conserved());
-}
-
-/// Unkeyed jobs that overflowed a full ring are stolen by an idle worker
-/// while their shard's owner is busy: they do not wait for it.
-#[test]
-fn an_idle_worker_steals_unkeyed_jobs_from_an_overflow() {
-    const N: u64 = 50;
-    let latch = Latch::new();
-    let l = latch.clone();
-    let ran = Arc::new(AtomicU8::new(0));
-    let r = ran.clone();
-    let engine = Engine::<u64>::builder()
-        .workers(2)
-        .pin_workers(false)
-        .ring_capacity(2)
-        .capacity(1_000)
-        .build(move |_, &n| {
-            if n == 0 {
-                l.wait();
-            } else {
-                r.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(())
-        })
-        .unwrap();
-    // Job 0 is due after 1 ns: it goes to the home shard's inbox, so only
-    // that shard's owner can run it, and it holds that owner.
-    engine
-        .submit(Job::new(0u64, 0).delay(Duration::from_nanos(1)))
-        .unwrap();
+    engine.submit(Job::new(0u64, 0)).unwrap();
     wait_for(|| engine.metrics().counters.started == 1);
-    // Both rings hold 2: the rest overflow into the home shard.
-    for n in 1..=N {
+    for n in 1..=2u64 {
         engine.submit(Job::new(n, n)).unwrap();
     }
-    wait_for(|| u64::from(ran.load(Ordering::Relaxed)) == N);
+    let before = engine.metrics().counters.rejected_full;
+    match engine.submit_timeout(Job::new(3u64, 3), Duration::from_millis(200)) {
+        Err(SubmitError::Timeout(job)) => assert_eq!(job.into_payload(), 3),
+        other => panic!("expected Timeout, got {other:?}"),
+    }
+    let attempts = engine.metrics().counters.rejected_full - before;
+    // 16 spins, then one look per 1 ms poll: about 220 over 200 ms (the old
+    // code made hundreds of thousands, waking itself on its own release).
+    assert!(attempts < 1_000, "{attempts} attempts while blocked");
+    assert_eq!(
+        engine.counts().held,
+        1 + 2,
+        "a refused attempt held capacity"
+    );
     latch.open();
-    let c = engine.shutdown().counts;
-    assert_eq!(c.completed, N + 1);
-    assert!(c.is_conserved());
+    assert!(engine.shutdown().counts.is_conserved());
 }
 
 /// At capacity, a blocked `submit_timeout` sleeps until its deadline: it
@@ -164,17 +137,15 @@ fn a_blocked_submit_sleeps_until_its_deadline() {
         other => panic!("expected Timeout, got {other:?}"),
     }
     let attempts = engine.metrics().counters.rejected_full - before;
-    // 16 spins, the wait's first attempt and one after registering: a
-    // waiter is woken only by a release, and none came.
-    assert!(attempts <= 20, "{attempts} attempts while blocked");
+    // 16 spins, then one per 1 ms poll: no release came.
+    assert!(attempts < 1_000, "{attempts} attempts while blocked");
     latch.open();
     assert!(engine.shutdown().counts.is_conserved());
 }
 
 /// A handler that submits a follow-up into an engine it fills itself is
-/// refused with `Full` at once, not deadlocked; one that submits into its
-/// own key's full inbox is accepted (the overflow takes it) and the
-/// follow-ups run in order.
+/// refused with `Full` at once, not deadlocked; so is one that submits into
+/// its own key's full inbox, and the accepted follow-ups run in order.
 #[test]
 fn a_submit_from_a_handler_never_deadlocks_its_worker() {
     let (tx, rx) = mpsc::channel::<Result<Submitted, String>>();
@@ -214,12 +185,15 @@ fn a_submit_from_a_handler_never_deadlocks_its_worker() {
         .build(move |_, &n| {
             o.lock().unwrap().push(n);
             if n == 0 {
+                // Its own inbox (of 2) fills; the next follow-up is refused
+                // at once instead of waiting on the worker running it.
                 let sub = c.lock().unwrap().clone().unwrap();
                 for m in 1..=10u64 {
-                    assert_eq!(
-                        sub.submit(Job::new(m, m).key(7u64)).unwrap(),
-                        Submitted::Accepted
-                    );
+                    match sub.submit(Job::new(m, m).key(7u64)) {
+                        Ok(Submitted::Accepted) => {}
+                        Err(SubmitError::Full(_)) => break,
+                        other => panic!("{other:?}"),
+                    }
                 }
             }
             Ok(())
@@ -227,9 +201,9 @@ fn a_submit_from_a_handler_never_deadlocks_its_worker() {
         .unwrap();
     *cell.lock().unwrap() = Some(engine.submitter());
     engine.submit(Job::new(0u64, 0).key(7u64)).unwrap();
-    wait_for(|| order.lock().unwrap().len() == 11);
+    wait_for(|| engine.counts().held == 0);
     drop(cell.lock().unwrap().take());
-    assert_eq!(*order.lock().unwrap(), (0..=10).collect::<Vec<u64>>());
+    assert_eq!(*order.lock().unwrap(), (0..=2).collect::<Vec<u64>>());
     assert!(engine.shutdown().counts.is_conserved());
 }
 
@@ -343,9 +317,12 @@ fn a_refused_redrive_leaves_the_dead_letter_as_it_was() {
         .unwrap();
     engine.submit(Job::new(9u64, 9)).unwrap();
     wait_for(|| engine.dead_letters().len() == 1);
-    for n in 0..5u64 {
+    engine.submit(Job::new(0u64, 0)).unwrap();
+    wait_for(|| engine.metrics().counters.started == 2);
+    for n in 1..=2u64 {
         engine.submit(Job::new(n, n)).unwrap();
     }
+    // The ring is full: the redrive's place is the overflow.
     assert_eq!(engine.redrive(9u64), Ok(()));
     assert!(engine.dead_letters().is_empty());
     latch.open();
@@ -358,7 +335,7 @@ fn a_refused_redrive_leaves_the_dead_letter_as_it_was() {
 /// a later one accepted; the report says what became of each job.
 #[test]
 fn batch_reports_each_job_and_refuses_a_suffix() {
-    let (engine, latch) = held_engine(2, 5);
+    let (engine, latch) = held_engine(4, 5);
     engine.submit(Job::new(100u64, 0)).unwrap();
     let jobs = vec![
         Job::new(1u64, 1).key(1u64),
@@ -400,7 +377,7 @@ fn shutdown_returns_each_keys_jobs_in_accept_order() {
     let engine = Engine::<u64>::builder()
         .workers(1)
         .pin_workers(false)
-        .ring_capacity(2)
+        .ring_capacity(8)
         .idle(IdleStrategy::Park)
         .build(move |_, &n| match n {
             // The head of key 1 fails once and waits an hour to retry.

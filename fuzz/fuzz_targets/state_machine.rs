@@ -191,16 +191,20 @@ fuzz_target!(|ops: Vec<Op>| {
             Op::Redrive { id } => {
                 let id = id as u64 % 8;
                 let got = d.redrive(id);
-                let want = if m.closed {
-                    Err(RedriveError::ShuttingDown)
-                } else if m.live.len() >= CAPACITY {
-                    Err(RedriveError::Full)
-                } else if m.live.contains_key(&id) {
-                    Err(RedriveError::Live)
-                } else if let Some(at) = m.dlq.iter().rposition(|&(x, _)| x == id) {
-                    let (_, key) = m.dlq.remove(at).expect("index from rposition");
-                    m.accept(id, key, m.now);
-                    Ok(())
+                // The dead letter is looked up first; a refusal leaves it
+                // in place.
+                let want = if let Some(at) = m.dlq.iter().rposition(|&(x, _)| x == id) {
+                    if m.closed {
+                        Err(RedriveError::ShuttingDown)
+                    } else if m.live.len() >= CAPACITY {
+                        Err(RedriveError::Full)
+                    } else if m.live.contains_key(&id) {
+                        Err(RedriveError::Live)
+                    } else {
+                        let (_, key) = m.dlq.remove(at).expect("index from rposition");
+                        m.accept(id, key, m.now);
+                        Ok(())
+                    }
                 } else {
                     Err(RedriveError::NotFound)
                 };
