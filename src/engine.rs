@@ -93,7 +93,10 @@ impl<T: Send + 'static> Shared<T> {
         let home = home_shard(n);
         if env.owner_only(now) {
             let s = env.job.key.map_or(home, |k| k.shard(n));
-            return self.shards[s].inbox.has_room();
+            // Not while the overflow holds jobs: the push would join them
+            // there (for order), the slow path; wait for the owner instead.
+            let shard = &self.shards[s];
+            return shard.overflow.is_empty() && shard.inbox.has_room();
         }
         (0..n).any(|i| self.shards[(home + i) % n].ring.has_room())
     }
