@@ -28,8 +28,8 @@
 //! - `park`: the token parker a worker sleeps on.
 //! - `capacity`: the held-jobs gate: bound, close bit, waiters.
 //! - `shard`: what of a shard other threads touch: ring, inbox, overflow.
-//! - `overflow`: where a job goes when its ring or inbox is full, so that
-//!   placing a job the gate admitted never fails.
+//! - `overflow`: where a job goes when a racing producer filled its ring or
+//!   inbox, so that placing an admitted job never fails.
 //! - `guard`: containment of panics from user code.
 //! - `envelope`: a job in flight, with its bookkeeping.
 //! - `worker`: the worker loop and stealing.

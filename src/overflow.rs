@@ -4,17 +4,16 @@
 //!
 //! # Why it exists
 //!
-//! The capacity gate (`capacity.rs`) is the engine's one bound. The rings
-//! are only the fast path: a ring can be full while the gate has room (a
-//! hot key's inbox, a slow owner, rings smaller than the capacity). If a
-//! placement could still fail after the gate said yes, every submit would
-//! need a way to undo what it had made visible meanwhile (the ID marked
-//! live in the seen-ID set), and a concurrent submit of the same ID could
-//! see that reservation before it was rolled back and be told `Duplicate`
-//! for a job that never entered the engine. With the overflow, "the gate
-//! said yes" *is* the reservation of a place: nothing after it is undone.
-//! Its memory is bounded by the gate (every job in it holds a unit), and it
-//! allocates only when a ring is full: the steady state never touches it.
+//! A submit looks for room in the ring (or inbox) its job goes to before it
+//! claims capacity and marks the ID live (`engine.rs`, `try_submit`), but
+//! that look is a hint: another producer may take the last slot before the
+//! push. If placing could then fail, the submit would have to undo the live
+//! mark, and a concurrent submit of the same ID could see that mark before
+//! it was rolled back and be told `Duplicate` for a job that never entered
+//! the engine. The overflow takes the job instead, so once a job is
+//! admitted nothing is undone. Redrive places here too when its ring is
+//! full. Its memory is bounded by the gate (every job in it holds a unit),
+//! and it allocates only when used: the steady state never touches it.
 //!
 //! # Per-key order
 //!
