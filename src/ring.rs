@@ -265,12 +265,28 @@ impl<T> Ring<T> {
     }
 
     /// Whether a push would find the slot at `tail` free now. A hint: a
-    /// racing producer may take it first.
+    /// racing producer may take it first. It never says "full" on a stale
+    /// `tail` alone: as in `claim_many`, a stamp ahead of the position read
+    /// means another producer took it, and `tail` is read again.
     #[inline]
     pub fn has_room(&self) -> bool {
-        // Relaxed both: a hint; `push` re-reads and synchronises.
-        let tail = self.tail.load(Ordering::Relaxed);
-        self.slot(tail).stamp.load(Ordering::Relaxed) == tail
+        // Relaxed: re-validated by the stamp below.
+        let mut tail = self.tail.load(Ordering::Relaxed);
+        for _ in 0..4 {
+            // Acquire pairs with the Release stamp stores of `publish` and
+            // `take`: a stamp past `tail` makes the `tail` CAS that came
+            // before it visible to the reload below.
+            let stamp = self.slot(tail).stamp.load(Ordering::Acquire);
+            match diff(stamp, tail) {
+                0 => return true,
+                // The slot still holds last lap's value: full.
+                d if d < 0 => return false,
+                _ => tail = self.tail.load(Ordering::Relaxed),
+            }
+        }
+        // Producers keep moving past us: room is likely; a push that then
+        // finds none spills into the overflow.
+        true
     }
 
     /// How many more values fit now (a hint, as [`Ring::has_room`]).
