@@ -72,7 +72,8 @@ pub(crate) fn submit_batch<T: Send + 'static>(
             accepted: 0,
             duplicates: 0,
             refused: Vec::new(),
-            outcomes: Vec::with_capacity(jobs.size_hint().0),
+            // A hint only: an iterator may overstate it.
+            outcomes: Vec::with_capacity(jobs.size_hint().0.min(1 << 16)),
         },
     };
     while let Some(job) = jobs.next() {

@@ -178,6 +178,12 @@ impl Gate {
                 Ok(r) => break Ok(r),
                 Err(s) => s,
             };
+            // Here too, not only before a sleep: releases that keep coming
+            // (and do not make the attempt succeed) must not keep a waiter
+            // past its deadline.
+            if deadline.is_some_and(|d| d.remaining().is_zero()) {
+                break 'outer Err(state);
+            }
             let mut guard = relock(self.seq.lock());
             while *guard == seen {
                 let left = match deadline {

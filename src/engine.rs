@@ -351,14 +351,18 @@ macro_rules! submit_api {
             self.shared.try_submit(job)
         }
 
-        /// Submits, waiting for room while the engine is full: a short spin,
-        /// then a park that each freed slot ends.
+        /// Submits, waiting for room while there is none: a short spin, then
+        /// a park that each release of capacity ends, and that looks again
+        /// for ring room every millisecond. Called inside a handler of this
+        /// engine it does not wait (its own worker may have to free the
+        /// room): it answers at once, as `try_submit` does.
         pub fn submit(&self, job: Job<T>) -> Result<Submitted, SubmitError<T>> {
             self.shared.submit_until(job, None)
         }
 
         /// Like [`submit`](Self::submit), giving up after `timeout` with
-        /// [`SubmitError::Timeout`].
+        /// [`SubmitError::Timeout`] (inside a handler of this engine, it
+        /// answers at once, as `submit` does).
         pub fn submit_timeout(
             &self,
             job: Job<T>,

@@ -25,7 +25,9 @@ pub(crate) struct Shard<T> {
     pub(crate) ring: Ring<Envelope<T>>,
     /// Jobs for the owner alone: keyed or delayed.
     pub(crate) inbox: Ring<Envelope<T>>,
-    /// Jobs for the owner alone that found `ring` or `inbox` full.
+    /// Jobs whose ring or inbox a racing producer filled (and owner-only
+    /// jobs queued behind them, for order): see `overflow.rs`. Taken by the
+    /// owner; its unkeyed jobs may be stolen.
     pub(crate) overflow: CachePadded<Overflow<T>>,
     /// Producer-side counts for producers whose home is this shard.
     counts: CachePadded<ProducerCounts>,

@@ -107,7 +107,12 @@ pub(crate) fn run<T: Send + 'static>(
             while let Some(e) = s.inbox.pop() {
                 out.push(e);
             }
-            s.overflow.take_all(out);
+            // As the owner does (`overflow.rs`): not while a producer is
+            // between its inbox claim and its publish, or a key's overflow
+            // jobs would come out before its inbox job. The loop comes back.
+            if s.inbox.is_quiescent() || worker_died {
+                s.overflow.take_all(out);
+            }
             caught += out.len() - before;
         }
         shared.gate.release(caught as u64);
