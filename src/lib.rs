@@ -7,97 +7,63 @@
 //!
 //! # Contents
 //!
-//! Public API:
-//! - [`engine`]: [`Engine`], [`Submitter`] and the submit paths.
-//! - [`builder`]: [`Builder`], [`Pinning`], settings checked into [`BuildError`].
-//! - [`job`]: [`Job`], [`JobId`], [`Key`], [`JobContext`].
-//! - [`error`]: [`Submitted`], [`SubmitError`], [`JobError`], [`BuildError`].
-//! - [`clock`]: [`Clock`], [`ManualClock`], [`Timestamp`].
-//! - [`idle`]: [`IdleStrategy`] and the sleep/wake protocol.
-//! - [`shutdown`]: the shutdown protocol, [`Shutdown`] and [`Counts`].
-//! - [`metrics`]: [`MetricsSnapshot`], counters, gauges, latency summaries.
-//! - [`latency`]: per-worker hdrhistogram recording ([`Histograms`]).
-//! - [`hgrm`]: `.hgrm` percentile output and the V2 interval log.
-//! - [`driver`]: the deterministic single-threaded [`Driver`].
-//! - [`dlq`]: [`DeadLetter`] and the dead-letter queue.
-//! - [`retry`]: [`RetryPolicy`] and the backoff RNG.
+//! The public API is re-exported here; the modules are folders by concept,
+//! and imports among them run one way (`docs/design.md` has the map):
 //!
-//! Internals, one concept per file:
+//! - `runtime/`: the threaded engine. [`Engine`], [`Submitter`],
+//!   [`Builder`], the submit paths, the worker loop, [`BatchReport`],
+//!   [`Shutdown`].
+//! - `job/`: a job and what happens to it, independent of threads: [`Job`],
+//!   [`JobId`], [`Key`], [`JobContext`], the state machine, per-key queues,
+//!   timers, [`RetryPolicy`], the DLQ ([`DeadLetter`]) and the
+//!   deterministic [`Driver`].
+//! - `dedup/`: the seen-ID set and its open-addressed table.
+//! - `sync/`: the lock-free building blocks: the MPMC ring, the parker, the
+//!   sleep/wake protocol ([`IdleStrategy`]), the capacity gate.
+//! - `observe/`: [`Counts`], [`MetricsSnapshot`], latency [`Histograms`],
+//!   `.hgrm` output and the [`IntervalLog`].
+//! - [`clock`]: [`Clock`], [`ManualClock`], [`Timestamp`].
+//! - [`error`]: [`Submitted`], [`SubmitError`], [`JobError`],
+//!   [`BuildError`], [`RedriveError`].
 //! - `loom`: the sync shim (std, or loom under `--cfg quay_loom`).
-//! - `ring`: the bounded MPMC ring with stamped slots (Vyukov).
-//! - `park`: the token parker a worker sleeps on.
-//! - `capacity`: the held-jobs gate: bound, close bit, waiters.
-//! - `shard`: what of a shard other threads touch: ring, inbox, overflow.
-//! - `overflow`: where a job goes when a racing producer filled its ring or
-//!   inbox, so that placing an admitted job never fails.
-//! - `guard`: containment of panics from user code.
-//! - `envelope`: a job in flight, with its bookkeeping.
-//! - `worker`: the worker loop and stealing.
-//! - `batch`: `submit_batch`, [`BatchReport`].
-//! - `stats`: single-writer per-worker counters.
-//! - `machine`: the job state machine shared by workers and the driver.
-//! - `dedup`: the seen-ID set, over `idtable`: its open-addressed,
-//!   cache-line-per-lookup table. `keys`: per-key queues. `timer`: the
-//!   per-shard timer heap.
 //!
 //! Protocols and their memory orderings are explained in `docs/design.md`.
 
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
-mod batch;
-pub mod builder;
-mod capacity;
 pub mod clock;
 mod dedup;
-pub mod dlq;
-pub mod driver;
-pub mod engine;
-mod envelope;
 pub mod error;
-mod guard;
-pub mod hgrm;
-pub mod idle;
-mod idtable;
-pub mod job;
-mod keys;
-pub mod latency;
+mod job;
 mod loom;
-mod machine;
-pub mod metrics;
-mod overflow;
-mod park;
-mod prefetch;
-pub mod retry;
-mod ring;
-mod shard;
-pub mod shutdown;
-mod stats;
-mod timer;
-mod worker;
+mod observe;
+mod runtime;
+mod sync;
 
-pub use batch::{BatchOutcome, BatchReport};
-pub use builder::{Builder, PinWarning, Pinning};
 pub use clock::{Clock, ManualClock, Timestamp};
-pub use dlq::DeadLetter;
-pub use driver::{Driver, Step};
-pub use engine::{Engine, Submitter};
 pub use error::{BuildError, JobError, RedriveError, SubmitError, Submitted};
-pub use hgrm::{write_hgrm, IntervalLog};
-pub use idle::IdleStrategy;
+pub use job::dlq::DeadLetter;
+pub use job::driver::{Driver, Step};
+pub use job::machine::{Gauges, Settled};
+pub use job::retry::RetryPolicy;
 pub use job::{Job, JobContext, JobId, Key};
-pub use latency::Histograms;
-pub use machine::{Gauges, Settled};
-pub use metrics::{Counters, GaugeSnapshot, LatencySummary, MetricsSnapshot};
-pub use retry::RetryPolicy;
-pub use shutdown::{Counts, Shutdown};
+pub use observe::counts::Counts;
+pub use observe::hgrm::{write_hgrm, IntervalLog};
+pub use observe::latency::Histograms;
+pub use observe::metrics::{Counters, GaugeSnapshot, LatencySummary, MetricsSnapshot};
+pub use runtime::batch::{BatchOutcome, BatchReport};
+pub use runtime::builder::{Builder, PinWarning, Pinning};
+pub use runtime::engine::{Engine, Submitter};
+pub use runtime::shutdown::Shutdown;
+pub use sync::idle::IdleStrategy;
 
 /// Internals exposed for quay's own benches and fuzz targets only: not part
 /// of the API, and may change in any release.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::dedup::{DedupConfig, SeenSet};
-    pub use crate::ring::Ring;
+    pub use crate::sync::ring::Ring;
 }
 
 /// Internals exposed for the loom models in `loom-tests/` only: this module
@@ -105,8 +71,8 @@ pub mod __private {
 #[cfg(quay_loom)]
 #[doc(hidden)]
 pub mod __loom {
-    pub use crate::park::Parker;
-    pub use crate::ring::Ring;
+    pub use crate::sync::park::Parker;
+    pub use crate::sync::ring::Ring;
 
     /// Sets the calling loom thread's home index (its home shard is this
     /// modulo the shard count); 0 unless set.

@@ -14,10 +14,10 @@
 //! The owner's private state (its local batch, key table, timer) lives in
 //! the worker, not here: what is in this file is exactly what is shared.
 
-use crate::envelope::Envelope;
+use crate::job::envelope::Envelope;
 use crate::loom::sync::atomic::{AtomicU64, Ordering};
-use crate::overflow::Overflow;
-use crate::ring::Ring;
+use crate::runtime::overflow::Overflow;
+use crate::sync::ring::Ring;
 use crossbeam_utils::CachePadded;
 
 pub(crate) struct Shard<T> {

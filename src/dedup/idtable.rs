@@ -354,7 +354,7 @@ pub(crate) fn prefetch_at(hint: Hint, key: Hashed, lines: usize) {
     for i in 0..lines {
         // A read prefetch, though the line is written next too: a line no
         // other core holds arrives exclusive, ready for the write.
-        crate::prefetch::read(addr.wrapping_add(i * 64));
+        crate::sync::prefetch::read(addr.wrapping_add(i * 64));
     }
 }
 

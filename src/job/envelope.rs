@@ -62,7 +62,7 @@ impl<T> Envelope<T> {
     /// Records a failed attempt's error, keeping the last few.
     pub(crate) fn record_error(&mut self, msg: String) {
         let errors = self.errors.get_or_insert_with(Box::default);
-        if errors.len() >= crate::dlq::KEPT_ERRORS {
+        if errors.len() >= crate::job::dlq::KEPT_ERRORS {
             errors.remove(0);
         }
         errors.push(msg);

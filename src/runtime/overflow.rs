@@ -5,7 +5,7 @@
 //! # Why it exists
 //!
 //! A submit looks for room in the ring (or inbox) its job goes to before it
-//! claims capacity and marks the ID live (`engine.rs`, `try_submit`), but
+//! claims capacity and marks the ID live (`shared.rs`, `try_submit`), but
 //! that look is a hint: another producer may take the last slot before the
 //! push. If placing could then fail, the submit would have to undo the live
 //! mark, and a concurrent submit of the same ID could see that mark before
@@ -38,10 +38,10 @@
 //! `Idle::notify`, so an owner going to sleep sees `len` the same way it
 //! sees a ring push (`docs/design.md`).
 
-use crate::envelope::Envelope;
+use crate::job::envelope::Envelope;
 use crate::loom::sync::atomic::{AtomicUsize, Ordering};
 use crate::loom::sync::Mutex;
-use crate::ring::Ring;
+use crate::sync::ring::Ring;
 use std::collections::VecDeque;
 
 pub(crate) struct Overflow<T> {

@@ -2,7 +2,7 @@
 //! thread, with a manual clock and outcomes chosen by the caller.
 //!
 //! It runs the same code as the threaded engine's workers: the same
-//! [`ShardCore`](crate::machine) (key table, timer, retry decision,
+//! [`ShardCore`](crate::job::machine) (key table, timer, retry decision,
 //! settlement), the same seen-ID set and the same DLQ. Only the transport
 //! differs: there are no rings, no threads and one shard. That makes it the
 //! fuzzer's subject (`fuzz/`), and a way for users to test how their
@@ -23,14 +23,14 @@
 //! assert_eq!(d.dead_letters()[0].last_error(), Some("retry: again"));
 //! ```
 
-use crate::builder::Config;
 use crate::clock::{Clock, ManualClock, Timestamp};
-use crate::dlq::{DeadLetter, OnDead};
-use crate::envelope::Envelope;
 use crate::error::{JobError, RedriveError, SubmitError, Submitted};
+use crate::job::dlq::{DeadLetter, OnDead};
+use crate::job::envelope::Envelope;
+use crate::job::machine::{attempt, Gauges, Semantics, Settled, ShardCore};
 use crate::job::{Job, JobContext, JobId, Key};
-use crate::machine::{attempt, Gauges, Semantics, Settled, ShardCore};
-use crate::shutdown::Counts;
+use crate::observe::counts::Counts;
+use crate::runtime::config::Config;
 use std::time::Duration;
 
 /// What one [`Driver::run_next`] did.

@@ -126,7 +126,7 @@ fn structured_ids_spread_over_shards() {
         for seq in 0..64u128 {
             let id = tenant << 64 | seq;
             per[s.shard_index(JobId::from(id))] += 1;
-            mixed.insert(crate::idtable::mix(s.seed, id));
+            mixed.insert(crate::dedup::idtable::mix(s.seed, id));
         }
     }
     // The XOR fold gives these 4 096 IDs 64 hashes in all.

@@ -19,7 +19,7 @@
 //! store-then-load pattern needs SeqCst, which loom does not model exactly.
 
 use crate::loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use crate::park::Parker;
+use crate::sync::park::Parker;
 use crossbeam_utils::CachePadded;
 use std::time::Duration;
 

@@ -18,11 +18,11 @@
 //! flushed, unused capacity is given back) by the [`Batch`] guard's `Drop`,
 //! and the panic goes on to the caller.
 
-use crate::capacity::Refused;
-use crate::engine::Shared;
-use crate::envelope::Envelope;
 use crate::error::{SubmitError, Submitted};
+use crate::job::envelope::Envelope;
 use crate::job::Job;
+use crate::runtime::shared::Shared;
+use crate::sync::capacity::Refused;
 use std::collections::VecDeque;
 
 /// What [`submit_batch`](crate::Engine::submit_batch) did with one job.

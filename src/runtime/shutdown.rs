@@ -12,41 +12,13 @@
 //!    the gate holds nothing: a producer that acquired before the close may
 //!    still be pushing, and its job is caught here.
 
-use crate::engine::Shared;
-use crate::envelope::Envelope;
+use crate::job::envelope::Envelope;
 use crate::job::Job;
 use crate::loom::sync::atomic::Ordering;
 use crate::loom::thread::JoinHandle;
 use crate::loom::time::Deadline;
-
-/// Job counts. At rest, `accepted == completed + dead + returned`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counts {
-    /// Jobs the engine accepted (duplicates and refusals excluded).
-    pub accepted: u64,
-    /// Jobs whose handler returned `Ok`.
-    pub completed: u64,
-    /// Jobs that ended in failure.
-    pub dead: u64,
-    /// Jobs handed back by shutdown without having completed.
-    pub returned: u64,
-    /// Jobs held right now (0 at rest).
-    pub held: u64,
-    /// Submits skipped as duplicates (not part of `accepted`).
-    pub duplicates: u64,
-    /// Failed attempts that were scheduled to retry.
-    pub retried: u64,
-    /// Dead jobs resubmitted by redrive (each also counted in `accepted`).
-    pub redriven: u64,
-}
-
-impl Counts {
-    /// Whether every accepted job is accounted for:
-    /// `accepted == completed + dead + returned + held`.
-    pub fn is_conserved(&self) -> bool {
-        self.accepted == self.completed + self.dead + self.returned + self.held
-    }
-}
+use crate::observe::counts::Counts;
+use crate::runtime::shared::Shared;
 
 /// What shutdown hands back.
 #[derive(Debug)]
@@ -96,7 +68,7 @@ pub(crate) fn run<T: Send + 'static>(
         .release(per_shard.iter().map(|v| v.len() as u64).sum());
     // Catch jobs pushed by producers that acquired capacity before the
     // close. Each such producer is mid-push for a bounded time.
-    let mut backoff = crate::idle::Backoff::default();
+    let mut backoff = crate::sync::idle::Backoff::default();
     loop {
         let mut caught = 0;
         for (s, out) in shared.shards.iter().zip(per_shard.iter_mut()) {

@@ -1,7 +1,7 @@
 //! The retry decision: given a failed attempt, retry when, or die.
 //!
 //! Pure code, no clocks or threads: the threaded engine and the
-//! deterministic [`Driver`](crate::driver::Driver) both call `decide`, so
+//! deterministic [`Driver`](crate::job::driver::Driver) both call `decide`, so
 //! the fuzzer checks the very decision the engine makes.
 //!
 //! Backoff is exponential with *full jitter* (AWS Architecture Blog,

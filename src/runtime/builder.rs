@@ -3,13 +3,15 @@
 
 use crate::clock::Clock;
 use crate::dedup::DedupConfig;
-use crate::dlq::{DeadLetter, OnDead};
-use crate::driver::Driver;
-use crate::engine::Engine;
 use crate::error::{BuildError, JobError};
-use crate::idle::IdleStrategy;
+use crate::job::dlq::{DeadLetter, OnDead};
+use crate::job::driver::Driver;
+use crate::job::retry::RetryPolicy;
 use crate::job::JobContext;
-use crate::retry::RetryPolicy;
+use crate::runtime::config::Config;
+pub use crate::runtime::config::PinWarning;
+use crate::runtime::engine::Engine;
+use crate::sync::idle::IdleStrategy;
 use std::marker::PhantomData;
 use std::time::Duration;
 
@@ -40,36 +42,6 @@ impl From<Vec<usize>> for Pinning {
     fn from(cores: Vec<usize>) -> Pinning {
         Pinning::Cores(cores)
     }
-}
-
-/// A pin the OS refused: the worker runs unpinned.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PinWarning {
-    /// The worker index.
-    pub worker: usize,
-    /// The core it was to be pinned to.
-    pub core: usize,
-}
-
-/// The checked settings an engine runs with.
-#[derive(Clone, Debug)]
-pub(crate) struct Config {
-    pub(crate) workers: usize,
-    // Read by `Worker::pin`, which loom builds compile out.
-    #[cfg_attr(quay_loom, allow(dead_code))]
-    pub(crate) cores: Vec<Option<usize>>,
-    pub(crate) capacity: u64,
-    pub(crate) ring_capacity: usize,
-    pub(crate) idle: IdleStrategy,
-    pub(crate) batch: usize,
-    pub(crate) clock: Clock,
-    /// `None`: dedup off.
-    pub(crate) dedup: Option<DedupConfig>,
-    pub(crate) retry: RetryPolicy,
-    pub(crate) max_attempts: u32,
-    pub(crate) dlq_capacity: usize,
-    pub(crate) seed: u64,
-    pub(crate) record_latency: bool,
 }
 
 /// Builds an [`Engine`]. Start from [`Engine::builder`].
@@ -111,6 +83,13 @@ impl<T> std::fmt::Debug for Builder<T> {
             .field("max_attempts", &self.max_attempts)
             .field("dlq_capacity", &self.dlq_capacity)
             .finish_non_exhaustive()
+    }
+}
+
+impl<T: Send + 'static> Engine<T> {
+    /// A builder with every setting at its default.
+    pub fn builder() -> Builder<T> {
+        Builder::new()
     }
 }
 

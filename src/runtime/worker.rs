@@ -18,17 +18,17 @@
 //! `Shared` is what everyone touches.
 
 use crate::clock::Timestamp;
-use crate::engine::Shared;
-use crate::envelope::Envelope;
 use crate::error::JobError;
-use crate::idle::{Backoff, IdleStrategy};
+use crate::job::envelope::Envelope;
+use crate::job::machine::{attempt, Settled, ShardCore};
 use crate::job::JobContext;
-use crate::latency::Recorder;
 use crate::loom::sync::atomic::Ordering;
 use crate::loom::sync::Arc;
 use crate::loom::time::Stopwatch;
-use crate::machine::{attempt, Settled, ShardCore};
-use crate::stats::WorkerStats;
+use crate::observe::latency::Recorder;
+use crate::observe::stats::WorkerStats;
+use crate::runtime::shared::Shared;
+use crate::sync::idle::{Backoff, IdleStrategy};
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -178,7 +178,7 @@ where
     fn pin(&self) {
         if let Some(core) = self.shared.config.cores[self.index] {
             if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
-                let w = crate::builder::PinWarning {
+                let w = crate::runtime::config::PinWarning {
                     worker: self.index,
                     core,
                 };

@@ -30,7 +30,7 @@
 //! to within the spread of a uniform hash.
 
 use crate::clock::{duration_nanos, Timestamp};
-use crate::idtable::{prefetch_at, Hashed, Hint, IdTable, Seed};
+use crate::dedup::idtable::{prefetch_at, Hashed, Hint, IdTable, Seed};
 use crate::job::JobId;
 use crate::loom::sync::atomic::{AtomicUsize, Ordering};
 use crate::loom::sync::Mutex;
@@ -465,5 +465,5 @@ impl SeenSet {
 }
 
 #[cfg(all(test, not(quay_loom)))]
-#[path = "dedup_tests.rs"]
+#[path = "seen_tests.rs"]
 mod tests;

@@ -12,7 +12,7 @@
 //! so a busy worker's share may be up to that many samples behind. At rest (workers idle) or after shutdown, every figure
 //! is exact and `accepted == completed + dead + returned + held`.
 
-use crate::latency::Histograms;
+use crate::observe::latency::Histograms;
 use hdrhistogram::Histogram;
 
 /// Counters since the engine started.
@@ -137,7 +137,7 @@ pub struct MetricsSnapshot {
     /// End-to-end summary.
     pub end_to_end_ns: LatencySummary,
     /// The merged histograms, for percentiles of your own and for
-    /// [`write_hgrm`](crate::hgrm::write_hgrm).
+    /// [`write_hgrm`](crate::observe::hgrm::write_hgrm).
     #[cfg_attr(feature = "serde", serde(skip))]
     pub histograms: Histograms,
 }

@@ -1,5 +1,5 @@
 //! The job state machine, written once: the threaded engine's workers and
-//! the deterministic [`Driver`](crate::driver::Driver) both run it, so the
+//! the deterministic [`Driver`](crate::job::driver::Driver) both run it, so the
 //! fuzzer exercises the engine's own transitions.
 //!
 //! ```text
@@ -18,13 +18,13 @@
 
 use crate::clock::Timestamp;
 use crate::dedup::SeenSet;
-use crate::dlq::{DeadLetter, Dlq};
-use crate::envelope::Envelope;
 use crate::error::JobError;
-use crate::keys::KeyTable;
+use crate::job::dlq::{DeadLetter, Dlq};
+use crate::job::envelope::Envelope;
+use crate::job::keys::KeyTable;
+use crate::job::retry::{decide, Decision, RetryPolicy, Rng};
+use crate::job::timer::{Timer, Waiting};
 use crate::loom::sync::atomic::{AtomicU64, Ordering};
-use crate::retry::{decide, Decision, RetryPolicy, Rng};
-use crate::timer::{Timer, Waiting};
 use std::collections::VecDeque;
 
 /// The semantics every shard shares.
@@ -41,8 +41,8 @@ pub(crate) struct Semantics<T> {
 
 impl<T> Semantics<T> {
     pub(crate) fn new(
-        config: &crate::builder::Config,
-        on_dead: Option<crate::dlq::OnDead<T>>,
+        config: &crate::runtime::config::Config,
+        on_dead: Option<crate::job::dlq::OnDead<T>>,
     ) -> Semantics<T> {
         Semantics {
             seen: config.dedup.map(|d| SeenSet::new(d, config.capacity)),
@@ -57,7 +57,7 @@ impl<T> Semantics<T> {
     /// counting a panic.
     #[inline]
     pub(crate) fn drop_user<V>(&self, v: V) {
-        if crate::guard::drop_value(v) {
+        if crate::job::guard::drop_value(v) {
             self.count_contained(1);
         }
     }
@@ -149,7 +149,7 @@ impl Settled {
 /// panicked.
 #[inline]
 pub(crate) fn attempt(run: impl FnOnce() -> Result<(), JobError>) -> (Result<(), JobError>, bool) {
-    match crate::guard::call(run) {
+    match crate::job::guard::call(run) {
         Ok(r) => (r, false),
         Err(msg) => (Err(JobError::Retry(format!("panic: {msg}"))), true),
     }
@@ -177,7 +177,7 @@ pub(crate) struct ShardCore<T> {
     /// Terminal jobs' IDs not yet recorded in the seen-ID set.
     finished: Vec<crate::job::JobId>,
     /// Working space for `finished`'s commit.
-    scratch: Vec<crate::idtable::Hashed>,
+    scratch: Vec<crate::dedup::idtable::Hashed>,
 }
 
 impl<T> ShardCore<T> {

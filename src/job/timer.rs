@@ -4,7 +4,7 @@
 //! they arrived. Owned by one worker; no synchronisation.
 
 use crate::clock::Timestamp;
-use crate::envelope::Envelope;
+use crate::job::envelope::Envelope;
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 

@@ -13,7 +13,7 @@
 //! ever waiting at once (bounded by the engine's capacity), so a steady
 //! stream of keyed jobs allocates nothing.
 
-use crate::envelope::Envelope;
+use crate::job::envelope::Envelope;
 use crate::job::Key;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};

@@ -93,7 +93,7 @@ impl<T> Dlq<T> {
         if let Some(hook) = &self.on_dead {
             // The hook is the host's code: contain its panics like a
             // handler's, so the worker survives.
-            panics += u64::from(crate::guard::call(|| hook(&dl)).is_err());
+            panics += u64::from(crate::job::guard::call(|| hook(&dl)).is_err());
         }
         let pushed_out = {
             let mut q = relock(self.entries.lock());
@@ -109,7 +109,7 @@ impl<T> Dlq<T> {
         };
         // Outside the lock: the payload's `Drop` is user code.
         if let Some(old) = pushed_out {
-            panics += u64::from(crate::guard::drop_value(old));
+            panics += u64::from(crate::job::guard::drop_value(old));
         }
         panics
     }

@@ -1,0 +1,15 @@
+//! What the engine tells about itself:
+//!
+//! - `counts`: [`Counts`](crate::Counts), the conservation accounting.
+//! - `stats`: single-writer per-worker counters.
+//! - `latency`: per-worker hdrhistogram recording
+//!   ([`Histograms`](crate::Histograms)).
+//! - `metrics`: [`MetricsSnapshot`](crate::MetricsSnapshot) and the
+//!   `metrics` facade.
+//! - `hgrm`: `.hgrm` percentile output and the V2 interval log.
+
+pub(crate) mod counts;
+pub(crate) mod hgrm;
+pub(crate) mod latency;
+pub(crate) mod metrics;
+pub(crate) mod stats;

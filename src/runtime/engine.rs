@@ -1,0 +1,321 @@
+//! [`Engine`] and [`Submitter`]: the public handles, and the submit paths.
+//!
+//! `Engine` owns the workers; it is `Send + Sync`, so share it by reference
+//! or in an `Arc`. [`Engine::submitter`] hands out a cheap `Clone` handle
+//! that can only submit, for request handlers that should not be able to
+//! shut the engine down. Shutdown consumes the `Engine`, so no code can use
+//! an engine after shutting it down; a `Submitter` that outlives it gets
+//! [`SubmitError::ShuttingDown`] with its job back.
+
+use crate::clock::{Clock, Timestamp};
+use crate::error::{BuildError, JobError, RedriveError, SubmitError, Submitted};
+use crate::job::dlq::{DeadLetter, OnDead};
+use crate::job::envelope::Envelope;
+use crate::job::machine::Semantics;
+use crate::job::{Job, JobContext, JobId};
+use crate::loom::sync::atomic::{AtomicBool, AtomicU64};
+use crate::loom::sync::{Arc, Mutex};
+use crate::loom::thread::{self, JoinHandle};
+use crate::loom::time::Deadline;
+use crate::observe::counts::Counts;
+use crate::observe::latency::{Histograms, LatencySlot};
+use crate::observe::metrics::MetricsSnapshot;
+use crate::observe::stats::WorkerStats;
+use crate::runtime::batch::BatchReport;
+use crate::runtime::config::{Config, PinWarning};
+use crate::runtime::shard::Shard;
+use crate::runtime::shared::Shared;
+use crate::runtime::shutdown::Shutdown;
+use crate::runtime::worker::Worker;
+use crate::sync::capacity::Gate;
+use crate::sync::idle::Idle;
+use crossbeam_utils::CachePadded;
+use std::time::Duration;
+
+/// The job queue engine: shards, rings and pinned workers running one
+/// handler.
+///
+/// ```
+/// use quay::{Engine, Job, Submitted};
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use std::sync::Arc;
+///
+/// let sent = Arc::new(AtomicU64::new(0));
+/// let s = sent.clone();
+/// let engine = Engine::<String>::builder()
+///     .workers(2)
+///     .build(move |_ctx, email: &String| {
+///         assert!(email.contains('@'));
+///         s.fetch_add(1, Ordering::Relaxed);
+///         Ok(())
+///     })
+///     .unwrap();
+/// for user in 0..100u64 {
+///     let job = Job::new(user, format!("user{user}@example.com"));
+///     assert_eq!(engine.submit(job).unwrap(), Submitted::Accepted);
+/// }
+/// let report = engine.shutdown();
+/// assert_eq!(sent.load(Ordering::Relaxed), 100);
+/// assert_eq!(report.counts.completed, 100);
+/// assert!(report.counts.is_conserved());
+/// ```
+pub struct Engine<T: Send + 'static> {
+    shared: Arc<Shared<T>>,
+    workers: Vec<JoinHandle<Vec<Envelope<T>>>>,
+}
+
+impl<T: Send + 'static> std::fmt::Debug for Engine<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("workers", &self.shared.shards.len())
+            .field("counts", &self.shared.counts())
+            .finish()
+    }
+}
+
+/// A cheap, clonable handle that can only submit.
+pub struct Submitter<T: Send + 'static> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T: Send + 'static> Clone for Submitter<T> {
+    fn clone(&self) -> Submitter<T> {
+        Submitter {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+macro_rules! submit_api {
+    () => {
+        /// Submits without blocking. A refused job comes back in the error.
+        #[inline]
+        pub fn try_submit(&self, job: Job<T>) -> Result<Submitted, SubmitError<T>> {
+            self.shared.try_submit(job)
+        }
+
+        /// Submits, waiting for room while there is none: a short spin, then
+        /// a park that each release of capacity ends, and that looks again
+        /// for ring room every millisecond. Called inside a handler of this
+        /// engine it does not wait (its own worker may have to free the
+        /// room): it answers at once, as `try_submit` does.
+        pub fn submit(&self, job: Job<T>) -> Result<Submitted, SubmitError<T>> {
+            self.shared.submit_until(job, None)
+        }
+
+        /// Like [`submit`](Self::submit), giving up after `timeout` with
+        /// [`SubmitError::Timeout`] (inside a handler of this engine, it
+        /// answers at once, as `submit` does).
+        pub fn submit_timeout(
+            &self,
+            job: Job<T>,
+            timeout: Duration,
+        ) -> Result<Submitted, SubmitError<T>> {
+            self.shared.submit_until(job, Deadline::after(timeout))
+        }
+
+        /// Submits many jobs without blocking, in order. The report says what
+        /// became of each job, and hands back every refused one with its
+        /// reason. A refusal (the engine full or closing) refuses the rest
+        /// of the batch too, so a key's jobs are never accepted after one
+        /// of its earlier jobs in the batch was refused. If the iterator
+        /// panics, the jobs it yielded before are submitted and the panic
+        /// goes on.
+        pub fn submit_batch(&self, jobs: impl IntoIterator<Item = Job<T>>) -> BatchReport<T> {
+            crate::runtime::batch::submit_batch(&self.shared, jobs)
+        }
+
+        /// The engine's clock.
+        pub fn clock(&self) -> &Clock {
+            &self.shared.clock
+        }
+
+        /// The current time on the engine's clock.
+        pub fn now(&self) -> Timestamp {
+            self.shared.clock.now()
+        }
+    };
+}
+
+impl<T: Send + 'static> Submitter<T> {
+    submit_api!();
+}
+
+impl<T: Send + 'static> Engine<T> {
+    submit_api!();
+
+    pub(crate) fn start<H>(
+        config: Config,
+        on_dead: Option<OnDead<T>>,
+        handler: H,
+    ) -> Result<Engine<T>, BuildError>
+    where
+        H: Fn(&JobContext, &T) -> Result<(), JobError> + Send + Sync + 'static,
+    {
+        let n = config.workers;
+        let shared = Arc::new(Shared {
+            shards: (0..n).map(|_| Shard::new(config.ring_capacity)).collect(),
+            idle: Idle::new(n),
+            gate: Gate::new(config.capacity),
+            clock: config.clock.clone(),
+            stop: AtomicBool::new(false),
+            stats: (0..n)
+                .map(|_| CachePadded::new(WorkerStats::default()))
+                .collect(),
+            returned: AtomicU64::new(0),
+            redriven: AtomicU64::new(0),
+            sem: Semantics::new(&config, on_dead),
+            latency: (0..n).map(|_| LatencySlot::default()).collect(),
+            pin_warnings: Mutex::new(Vec::new()),
+            config,
+        });
+        let handler = Arc::new(handler);
+        let mut workers = Vec::with_capacity(n);
+        for i in 0..n {
+            let w = Worker::new(i, shared.clone(), handler.clone());
+            let spawned = thread::Builder::new()
+                .name(format!("quay-worker-{i}"))
+                .spawn(move || w.run());
+            match spawned {
+                Ok(h) => workers.push(h),
+                Err(e) => {
+                    // Stop the ones already started; nothing was accepted.
+                    let engine = Engine { shared, workers };
+                    drop(engine.shutdown_now());
+                    return Err(BuildError::Spawn(e.to_string()));
+                }
+            }
+        }
+        Ok(Engine { shared, workers })
+    }
+
+    /// A handle that can only submit.
+    pub fn submitter(&self) -> Submitter<T> {
+        Submitter {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The number of workers (and shards).
+    pub fn workers(&self) -> usize {
+        self.shared.shards.len()
+    }
+
+    /// The engine's capacity bound.
+    pub fn capacity(&self) -> u64 {
+        self.shared.gate.limit()
+    }
+
+    /// Accepted, completed, dead, returned and held counts. Exact when the
+    /// engine is at rest; while it runs, each count is a recent value.
+    pub fn counts(&self) -> Counts {
+        self.shared.counts()
+    }
+
+    /// Every worker's counters, gauges and latency histograms, merged. See
+    /// [`MetricsSnapshot`] for how consistent it is.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.shared.metrics()
+    }
+
+    /// The latency histograms recorded since the previous call (or since
+    /// build), merged over workers: one interval of an interval log.
+    pub fn metrics_interval(&self) -> Histograms {
+        let mut h = Histograms::default();
+        for slot in self.shared.latency.iter() {
+            slot.take_interval_into(&mut h);
+        }
+        h
+    }
+
+    /// A snapshot of the dead-letter queue, oldest first.
+    pub fn dead_letters(&self) -> Vec<DeadLetter<T>>
+    where
+        T: Clone,
+    {
+        self.shared.sem.dlq.snapshot()
+    }
+
+    /// Empties the dead-letter queue, handing over its entries.
+    pub fn drain_dead(&self) -> Vec<DeadLetter<T>> {
+        self.shared.sem.dlq.drain()
+    }
+
+    /// Dead letters dropped because the DLQ was full.
+    pub fn dlq_dropped(&self) -> u64 {
+        self.shared.sem.dlq.dropped()
+    }
+
+    /// Finished IDs forgotten early because dedup was at capacity.
+    pub fn dedup_evicted(&self) -> u64 {
+        self.shared.sem.seen.as_ref().map_or(0, |s| s.evicted())
+    }
+
+    /// Resubmits the dead job with this ID, attempts reset, bypassing
+    /// dedup. On error the dead letter stays in the DLQ.
+    pub fn redrive(&self, id: impl Into<JobId>) -> Result<(), RedriveError> {
+        self.shared.redrive(id.into())
+    }
+
+    /// Redrives every dead letter, oldest first, until one finds no room.
+    /// Returns how many were redriven.
+    pub fn redrive_all(&self) -> Result<usize, RedriveError> {
+        let ids: Vec<JobId> = self.shared.sem.dlq.ids();
+        let mut n = 0;
+        for id in ids {
+            match self.shared.redrive(id) {
+                Ok(()) => n += 1,
+                Err(RedriveError::NotFound | RedriveError::Live) => {}
+                Err(e) => return if n > 0 { Ok(n) } else { Err(e) },
+            }
+        }
+        Ok(n)
+    }
+
+    /// Pins the OS refused so far; each such worker runs unpinned.
+    pub fn pin_warnings(&self) -> Vec<PinWarning> {
+        self.shared
+            .pin_warnings
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// Stops accepting, runs every held job (including ones that arrive
+    /// from producers mid-submit), joins the workers and reports.
+    pub fn shutdown(self) -> Shutdown<T> {
+        self.shutdown_inner(None)
+    }
+
+    /// Like [`shutdown`](Self::shutdown), but once `timeout` passes the
+    /// workers stop after their current job, and every job that has not run
+    /// is returned.
+    pub fn shutdown_timeout(self, timeout: Duration) -> Shutdown<T> {
+        self.shutdown_inner(Deadline::after(timeout))
+    }
+
+    /// Stops accepting, lets running handlers finish, joins the workers and
+    /// returns every job that did not run.
+    pub fn shutdown_now(self) -> Shutdown<T> {
+        self.shutdown_inner(Deadline::after(Duration::ZERO))
+    }
+
+    fn shutdown_inner(mut self, deadline: Option<Deadline>) -> Shutdown<T> {
+        crate::runtime::shutdown::run(&self.shared, std::mem::take(&mut self.workers), deadline)
+    }
+}
+
+impl<T: Send + 'static> Drop for Engine<T> {
+    /// Dropping an engine that was not shut down runs a full graceful
+    /// [`shutdown`](Engine::shutdown): it blocks until every held job has
+    /// run. No job is dropped silently.
+    fn drop(&mut self) {
+        if !self.workers.is_empty() {
+            drop(crate::runtime::shutdown::run(
+                &self.shared,
+                std::mem::take(&mut self.workers),
+                None,
+            ));
+        }
+    }
+}

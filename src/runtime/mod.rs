@@ -1,0 +1,27 @@
+//! The threaded runtime: who owns what, and the paths a job takes through
+//! threads.
+//!
+//! - `config`: the checked settings. `builder`: [`Builder`](crate::Builder),
+//!   which checks them.
+//! - `shared`: `Shared`, the state every thread may touch, and the submit
+//!   protocol.
+//! - `shard`: what of a shard other threads touch (ring, inbox, overflow);
+//!   `overflow`: where a job goes when a racing producer filled its ring.
+//! - `worker`: the worker loop and stealing.
+//! - `batch`: `submit_batch` and [`BatchReport`](crate::BatchReport).
+//! - `engine`: [`Engine`](crate::Engine) and
+//!   [`Submitter`](crate::Submitter), the public handles.
+//! - `shutdown`: the shutdown protocol and [`Shutdown`](crate::Shutdown).
+//!
+//! Imports run one way: `engine` → `shutdown`, `batch`, `worker` →
+//! `shared` → `shard`, `config`; `builder` → `engine`.
+
+pub(crate) mod batch;
+pub(crate) mod builder;
+pub(crate) mod config;
+pub(crate) mod engine;
+pub(crate) mod overflow;
+pub(crate) mod shard;
+pub(crate) mod shared;
+pub(crate) mod shutdown;
+pub(crate) mod worker;
