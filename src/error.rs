@@ -149,6 +149,21 @@ pub enum BuildError {
     DedupCapacity,
     /// A worker thread could not be spawned.
     Spawn(String),
+    /// `name` was empty, longer than [`BuildError::MAX_NAME`], or had a
+    /// character other than ASCII letters, digits, `_` and `-`.
+    Name(String),
+    /// A [`Runtime`](crate::Runtime) already has a lane of this name.
+    DuplicateLane(String),
+    /// A lane's explicit core list names a core another lane of the same
+    /// [`Runtime`](crate::Runtime) is pinned to.
+    CoreOverlap {
+        /// The lane being added.
+        lane: String,
+        /// The core both would use.
+        core: usize,
+        /// The lane that has it.
+        taken_by: String,
+    },
 }
 
 impl BuildError {
@@ -162,6 +177,9 @@ impl BuildError {
     /// that a mistyped count fails at once instead of exhausting memory
     /// or threads.
     pub const MAX_WORKERS: usize = 1024;
+    /// The longest engine or lane name: it goes into thread names
+    /// (`quay-<name>-<i>`) and metric labels.
+    pub const MAX_NAME: usize = 32;
 }
 
 impl fmt::Display for BuildError {
@@ -199,6 +217,20 @@ impl fmt::Display for BuildError {
             BuildError::DlqCapacity => write!(f, "dlq_capacity: must be at least 1"),
             BuildError::DedupCapacity => write!(f, "dedup_capacity: must be at least 1"),
             BuildError::Spawn(e) => write!(f, "workers: could not spawn a worker thread: {e}"),
+            BuildError::Name(n) => write!(
+                f,
+                "name: {n:?} is not 1 to {} ASCII letters, digits, '_' or '-'",
+                BuildError::MAX_NAME
+            ),
+            BuildError::DuplicateLane(n) => write!(f, "lane: a lane named {n:?} already exists"),
+            BuildError::CoreOverlap {
+                lane,
+                core,
+                taken_by,
+            } => write!(
+                f,
+                "pin_workers: lane {lane:?} asks for core {core}, which lane {taken_by:?} uses"
+            ),
         }
     }
 }

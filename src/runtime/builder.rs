@@ -52,6 +52,7 @@ impl From<Vec<usize>> for Pinning {
 /// assert_eq!(err, BuildError::ZeroWorkers);
 /// ```
 pub struct Builder<T> {
+    name: String,
     workers: Option<usize>,
     pinning: Pinning,
     capacity: u64,
@@ -73,6 +74,7 @@ pub struct Builder<T> {
 impl<T> std::fmt::Debug for Builder<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Builder")
+            .field("name", &self.name)
             .field("workers", &self.workers)
             .field("pinning", &self.pinning)
             .field("capacity", &self.capacity)
@@ -102,6 +104,7 @@ impl<T: Send + 'static> Default for Builder<T> {
 impl<T: Send + 'static> Builder<T> {
     pub(crate) fn new() -> Builder<T> {
         Builder {
+            name: "worker".to_string(),
             workers: None,
             pinning: Pinning::Auto,
             capacity: 65_536,
@@ -189,6 +192,15 @@ impl<T: Send + 'static> Builder<T> {
         self
     }
 
+    /// The engine's name, 1 to [`BuildError::MAX_NAME`] ASCII letters,
+    /// digits, `_` or `-`: its worker threads are named `quay-<name>-<i>`,
+    /// and a [`Runtime`](crate::Runtime) labels the lane's metrics with it.
+    /// Default `worker`; a lane's name replaces it.
+    pub fn name(mut self, name: impl Into<String>) -> Builder<T> {
+        self.name = name.into();
+        self
+    }
+
     /// Worker threads, one shard each: 1 to [`BuildError::MAX_WORKERS`].
     /// Default: the available cores, at most `MAX_WORKERS`.
     ///
@@ -245,6 +257,7 @@ impl<T: Send + 'static> Builder<T> {
 
     /// Checks every setting, without starting anything.
     pub(crate) fn config(&self) -> Result<Config, BuildError> {
+        check_name(&self.name)?;
         let workers = match self.workers {
             Some(0) => return Err(BuildError::ZeroWorkers),
             Some(n) if n > BuildError::MAX_WORKERS => return Err(BuildError::TooManyWorkers(n)),
@@ -280,6 +293,7 @@ impl<T: Send + 'static> Builder<T> {
         }
         let cores = resolve_cores(&self.pinning, workers)?;
         Ok(Config {
+            name: self.name.clone(),
             workers,
             cores,
             capacity: self.capacity,
@@ -311,6 +325,19 @@ impl<T: Send + 'static> Builder<T> {
     pub fn driver(self) -> Result<Driver<T>, BuildError> {
         let config = self.config()?;
         Ok(Driver::new(config, self.on_dead))
+    }
+}
+
+/// Checks an engine or lane name.
+pub(crate) fn check_name(name: &str) -> Result<(), BuildError> {
+    let ok = (1..=BuildError::MAX_NAME).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(BuildError::Name(name.to_string()))
     }
 }
 

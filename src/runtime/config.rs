@@ -6,18 +6,37 @@ use crate::dedup::DedupConfig;
 use crate::job::retry::RetryPolicy;
 use crate::sync::idle::IdleStrategy;
 
-/// A pin the OS refused: the worker runs unpinned.
+/// A pin that did not happen as asked: the worker runs unpinned, or
+/// shares its core with another lane's worker.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PinWarning {
-    /// The worker index.
+    /// The engine's (lane's) name.
+    pub lane: String,
+    /// The worker index within its lane.
     pub worker: usize,
     /// The core it was to be pinned to.
     pub core: usize,
+    /// What happened.
+    pub kind: PinWarningKind,
+}
+
+/// What a [`PinWarning`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PinWarningKind {
+    /// The OS refused the pin: the worker runs unpinned.
+    Refused,
+    /// A [`Runtime`](crate::Runtime) had no free core left for this
+    /// worker: it is pinned to a core another lane's worker uses too.
+    Shared,
 }
 
 /// The checked settings an engine runs with.
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
+    /// The engine's (lane's) name: worker threads are `quay-<name>-<i>`.
+    pub(crate) name: String,
     pub(crate) workers: usize,
     // Read by `Worker::pin`, which loom builds compile out.
     #[cfg_attr(quay_loom, allow(dead_code))]

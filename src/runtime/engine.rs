@@ -3,9 +3,16 @@
 //! `Engine` owns the workers; it is `Send + Sync`, so share it by reference
 //! or in an `Arc`. [`Engine::submitter`] hands out a cheap `Clone` handle
 //! that can only submit, for request handlers that should not be able to
-//! shut the engine down. Shutdown consumes the `Engine`, so no code can use
-//! an engine after shutting it down; a `Submitter` that outlives it gets
-//! [`SubmitError::ShuttingDown`] with its job back.
+//! shut the engine down.
+//!
+//! The lifecycle works through a shared reference, so a signal handler or
+//! another thread can drive it: [`Engine::close`] stops accepting (every
+//! later submit gets [`SubmitError::ShuttingDown`] with its job back) while
+//! the workers drain; [`Engine::shutdown`] waits for the drain, joins the
+//! workers and reports (a second call reports nothing more);
+//! [`Engine::shutdown_now`] also cuts short a graceful shutdown waiting in
+//! another thread. Dropping an engine never blocks for long: see
+//! [`Engine`]'s `Drop`.
 
 use crate::clock::{Clock, Timestamp};
 use crate::error::{BuildError, JobError, RedriveError, SubmitError, Submitted};
@@ -25,7 +32,7 @@ use crate::runtime::batch::BatchReport;
 use crate::runtime::config::{Config, PinWarning};
 use crate::runtime::shard::Shard;
 use crate::runtime::shared::Shared;
-use crate::runtime::shutdown::Shutdown;
+use crate::runtime::shutdown::{Drain, Shutdown};
 use crate::runtime::worker::Worker;
 use crate::sync::capacity::Gate;
 use crate::sync::idle::Idle;
@@ -61,7 +68,9 @@ use std::time::Duration;
 /// ```
 pub struct Engine<T: Send + 'static> {
     shared: Arc<Shared<T>>,
-    workers: Vec<JoinHandle<Vec<Envelope<T>>>>,
+    /// Taken by the first shutdown; the lock also serialises shutdowns, so
+    /// a second one returns once the first has finished.
+    workers: Mutex<Vec<JoinHandle<Vec<Envelope<T>>>>>,
 }
 
 impl<T: Send + 'static> std::fmt::Debug for Engine<T> {
@@ -159,6 +168,7 @@ impl<T: Send + 'static> Engine<T> {
             gate: Gate::new(config.capacity),
             clock: config.clock.clone(),
             stop: AtomicBool::new(false),
+            hurry: AtomicBool::new(false),
             stats: (0..n)
                 .map(|_| CachePadded::new(WorkerStats::default()))
                 .collect(),
@@ -174,19 +184,30 @@ impl<T: Send + 'static> Engine<T> {
         for i in 0..n {
             let w = Worker::new(i, shared.clone(), handler.clone());
             let spawned = thread::Builder::new()
-                .name(format!("quay-worker-{i}"))
+                .name(format!("quay-{}-{i}", shared.config.name))
                 .spawn(move || w.run());
             match spawned {
                 Ok(h) => workers.push(h),
                 Err(e) => {
                     // Stop the ones already started; nothing was accepted.
-                    let engine = Engine { shared, workers };
+                    let engine = Engine {
+                        shared,
+                        workers: Mutex::new(workers),
+                    };
                     drop(engine.shutdown_now());
                     return Err(BuildError::Spawn(e.to_string()));
                 }
             }
         }
-        Ok(Engine { shared, workers })
+        Ok(Engine {
+            shared,
+            workers: Mutex::new(workers),
+        })
+    }
+
+    /// The engine's name (see [`Builder::name`](crate::Builder::name)).
+    pub fn name(&self) -> &str {
+        &self.shared.config.name
     }
 
     /// A handle that can only submit.
@@ -281,41 +302,126 @@ impl<T: Send + 'static> Engine<T> {
             .unwrap_or_else(|e| e.into_inner().clone())
     }
 
-    /// Stops accepting, runs every held job (including ones that arrive
-    /// from producers mid-submit), joins the workers and reports.
-    pub fn shutdown(self) -> Shutdown<T> {
+    /// Stops accepting: every later submit (and redrive) is refused with
+    /// `ShuttingDown`, its job handed back. The workers go on running every
+    /// held job; [`shutdown`](Self::shutdown) waits for them. Works through
+    /// a shared reference, from any thread (a signal handler's, say).
+    /// Returns whether this call closed the engine.
+    pub fn close(&self) -> bool {
+        self.shared.gate.close()
+    }
+
+    /// Whether [`close`](Self::close) or a shutdown has been called.
+    pub fn is_closed(&self) -> bool {
+        self.shared.gate.is_closed()
+    }
+
+    /// Waits until the engine holds no job (queued, running, waiting behind
+    /// a key, delayed or waiting to retry), or `timeout` passes. Returns
+    /// whether it is idle. New submits may make it busy again at once.
+    /// Called inside a handler of this engine it does not wait (the caller
+    /// holds a job itself): it answers whether the engine is idle now.
+    pub fn wait_idle(&self, timeout: Duration) -> bool {
+        let idle = || self.shared.gate.held() == 0;
+        if crate::loom::is_worker_of(self.shared.id()) {
+            return idle();
+        }
+        self.shared
+            .gate
+            .wait_until(Deadline::after(timeout), None, (), |()| {
+                if idle() {
+                    Ok(())
+                } else {
+                    Err(())
+                }
+            })
+            .is_ok()
+    }
+
+    /// Closes the engine, runs every held job (including ones that arrive
+    /// from producers mid-submit), joins the workers and reports. Works
+    /// through a shared reference; a later call (or one made meanwhile,
+    /// which waits for this one) returns no jobs and the final counts.
+    /// Inside a handler of this engine it cannot wait for its own worker:
+    /// it only closes the engine, and returns no jobs and the counts of
+    /// the moment.
+    pub fn shutdown(&self) -> Shutdown<T> {
         self.shutdown_inner(None)
     }
 
     /// Like [`shutdown`](Self::shutdown), but once `timeout` passes the
     /// workers stop after their current job, and every job that has not run
     /// is returned.
-    pub fn shutdown_timeout(self, timeout: Duration) -> Shutdown<T> {
+    pub fn shutdown_timeout(&self, timeout: Duration) -> Shutdown<T> {
         self.shutdown_inner(Deadline::after(timeout))
     }
 
-    /// Stops accepting, lets running handlers finish, joins the workers and
-    /// returns every job that did not run.
-    pub fn shutdown_now(self) -> Shutdown<T> {
+    /// Closes the engine, lets running handlers finish, joins the workers
+    /// and returns every job that did not run. A graceful shutdown waiting
+    /// in another thread stops waiting too: that one then reports the
+    /// jobs (this call waits for it, and returns no jobs).
+    pub fn shutdown_now(&self) -> Shutdown<T> {
+        self.shared.hurry();
         self.shutdown_inner(Deadline::after(Duration::ZERO))
     }
 
-    fn shutdown_inner(mut self, deadline: Option<Deadline>) -> Shutdown<T> {
-        crate::runtime::shutdown::run(&self.shared, std::mem::take(&mut self.workers), deadline)
+    /// Called inside a handler of this engine, a shutdown cannot wait for
+    /// its own worker: it closes the engine and returns at once, with no
+    /// jobs and the counts of the moment (see the methods' docs).
+    fn shutdown_inner(&self, deadline: Option<Deadline>) -> Shutdown<T> {
+        if crate::loom::is_worker_of(self.shared.id()) {
+            self.close();
+            return Shutdown {
+                returned: Vec::new(),
+                counts: self.shared.counts(),
+            };
+        }
+        let mut workers = relock(self.workers.lock());
+        let handles = std::mem::take(&mut *workers);
+        crate::runtime::shutdown::run(&self.shared, handles, deadline, Drain::All)
     }
 }
 
+fn relock<G>(r: Result<G, std::sync::PoisonError<G>>) -> G {
+    r.unwrap_or_else(|e| e.into_inner())
+}
+
+/// The longest a dropped engine spends running jobs that are due, before it
+/// returns the rest (plus the time its running handlers take to finish).
+pub const DROP_GRACE: Duration = Duration::from_secs(1);
+
 impl<T: Send + 'static> Drop for Engine<T> {
-    /// Dropping an engine that was not shut down runs a full graceful
-    /// [`shutdown`](Engine::shutdown): it blocks until every held job has
-    /// run. No job is dropped silently.
+    /// Dropping an engine that was not shut down closes it and runs the
+    /// jobs that are due, for at most [`DROP_GRACE`] (1 s) plus the time
+    /// running handlers take to finish. Jobs that are not due (delayed,
+    /// waiting to retry, or waiting behind such a job's key) are not
+    /// waited for. Every job that did not run is counted as returned, its
+    /// payload dropped, and one line on stderr says how many: call
+    /// [`shutdown`](Engine::shutdown) to get them back instead.
     fn drop(&mut self) {
-        if !self.workers.is_empty() {
-            drop(crate::runtime::shutdown::run(
-                &self.shared,
-                std::mem::take(&mut self.workers),
-                None,
-            ));
+        let handles = std::mem::take(relock(self.workers.get_mut()));
+        if handles.is_empty() {
+            return;
         }
+        let report = crate::runtime::shutdown::run(
+            &self.shared,
+            handles,
+            Deadline::after(DROP_GRACE),
+            Drain::DueOnly,
+        );
+        let n = report.returned.len();
+        for job in report.returned {
+            self.shared.sem.drop_user(job);
+        }
+        #[cfg(not(quay_loom))]
+        if n > 0 {
+            eprintln!(
+                "quay: engine {:?} dropped without shutdown: {n} jobs that were not due were \
+                 not run (counted as returned); call shutdown() to get them back",
+                self.shared.config.name
+            );
+        }
+        #[cfg(quay_loom)]
+        let _ = n;
     }
 }

@@ -29,6 +29,9 @@ pub(crate) struct Shared<T> {
     pub(crate) config: Config,
     /// Set by shutdown: workers stop after their current job.
     pub(crate) stop: AtomicBool,
+    /// Set by `shutdown_now`: a graceful shutdown waiting for the drain
+    /// stops waiting.
+    pub(crate) hurry: AtomicBool,
     pub(crate) stats: Box<[CachePadded<WorkerStats>]>,
     pub(crate) returned: AtomicU64,
     pub(crate) redriven: AtomicU64,
@@ -178,6 +181,26 @@ impl<T: Send + 'static> Shared<T> {
             }
         });
         out.unwrap_or_else(|j| Err(SubmitError::Timeout(j)))
+    }
+
+    /// Cuts short a graceful shutdown's wait for the drain (`shutdown_now`
+    /// from another thread).
+    pub(crate) fn hurry(&self) {
+        // Release pairs with the Acquire load in the shutdown's wait; the
+        // wake-up's sequence bump (under the gate's lock) then makes a
+        // waiter that read the old sequence re-check instead of sleeping.
+        self.hurry.store(true, Ordering::Release);
+        self.gate.wake_all();
+    }
+
+    /// Jobs the workers hold that are not due: delayed, waiting to retry,
+    /// or waiting behind their key. A recent value per worker, not a
+    /// snapshot.
+    pub(crate) fn not_due(&self) -> u64 {
+        self.stats
+            .iter()
+            .map(|s| s.delayed.get() + s.retry_waiting.get() + s.key_waiting.get())
+            .sum()
     }
 
     /// This engine's identity, for [`crate::loom::is_worker_of`].

@@ -32,15 +32,39 @@ pub struct Shutdown<T> {
     pub counts: Counts,
 }
 
+/// What the graceful part of a shutdown waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Drain {
+    /// Every held job: `shutdown`.
+    All,
+    /// Only jobs that are due: `Drop`. The workers' not-due gauges are
+    /// recent values, so a job that became due just now may be returned
+    /// rather than run; never lost.
+    DueOnly,
+}
+
+/// How often a dropped engine's wait looks at the not-due gauges.
+const DUE_POLL: std::time::Duration = std::time::Duration::from_millis(1);
+
 pub(crate) fn run<T: Send + 'static>(
     shared: &Shared<T>,
     workers: Vec<JoinHandle<Vec<Envelope<T>>>>,
     deadline: Option<Deadline>,
+    drain: Drain,
 ) -> Shutdown<T> {
     shared.gate.close();
-    // Graceful part: the workers keep running until nothing is held.
-    let _ = shared.gate.wait_until(deadline, None, (), |()| {
-        if shared.gate.held() == 0 {
+    // Graceful part: the workers keep running until nothing (due) is held,
+    // or a `shutdown_now` elsewhere hurries it. The not-due gauges change
+    // without a release to wake this waiter, hence the poll for `DueOnly`.
+    let poll = (drain == Drain::DueOnly).then_some(DUE_POLL);
+    let _ = shared.gate.wait_until(deadline, poll, (), |()| {
+        let held = shared.gate.held();
+        let done = match drain {
+            Drain::All => held == 0,
+            Drain::DueOnly => held <= shared.not_due(),
+        };
+        // Acquire pairs with the Release store in `Shared::hurry`.
+        if done || shared.hurry.load(Ordering::Acquire) {
             Ok(())
         } else {
             Err(())

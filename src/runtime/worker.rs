@@ -179,8 +179,10 @@ where
         if let Some(core) = self.shared.config.cores[self.index] {
             if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
                 let w = crate::runtime::config::PinWarning {
+                    lane: self.shared.config.name.clone(),
                     worker: self.index,
                     core,
+                    kind: crate::runtime::config::PinWarningKind::Refused,
                 };
                 match self.shared.pin_warnings.lock() {
                     Ok(mut v) => v.push(w),

@@ -136,6 +136,21 @@ impl Gate {
         prev & CLOSED == 0
     }
 
+    /// Whether the gate is closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        // Acquire pairs with the AcqRel `fetch_or` of `close`.
+        self.word.load(Ordering::Acquire) & CLOSED != 0
+    }
+
+    /// Wakes every waiter to re-run its attempt: for a condition the
+    /// waiters check that no release announces (shutdown's hurry flag).
+    /// The caller changes the condition first; the bump under the lock
+    /// then pairs with the waiter's read of the sequence before its
+    /// attempt, so the waiter either sees the change or does not sleep.
+    pub(crate) fn wake_all(&self) {
+        self.wake_waiters();
+    }
+
     /// Jobs currently held.
     pub(crate) fn held(&self) -> u64 {
         // Acquire pairs with the Release of `release`.
