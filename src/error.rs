@@ -152,6 +152,8 @@ pub enum BuildError {
     /// `name` was empty, longer than [`BuildError::MAX_NAME`], or had a
     /// character other than ASCII letters, digits, `_` and `-`.
     Name(String),
+    /// The [`Runtime`](crate::Runtime) was closed: no lane may be added.
+    RuntimeClosed,
     /// A [`Runtime`](crate::Runtime) already has a lane of this name.
     DuplicateLane(String),
     /// A lane's explicit core list names a core another lane of the same
@@ -222,6 +224,7 @@ impl fmt::Display for BuildError {
                 "name: {n:?} is not 1 to {} ASCII letters, digits, '_' or '-'",
                 BuildError::MAX_NAME
             ),
+            BuildError::RuntimeClosed => write!(f, "lane: the runtime is closed"),
             BuildError::DuplicateLane(n) => write!(f, "lane: a lane named {n:?} already exists"),
             BuildError::CoreOverlap {
                 lane,

@@ -53,8 +53,11 @@ pub use observe::hgrm::{write_hgrm, IntervalLog};
 pub use observe::latency::Histograms;
 pub use observe::metrics::{Counters, GaugeSnapshot, LatencySummary, MetricsSnapshot};
 pub use runtime::batch::{BatchOutcome, BatchReport};
-pub use runtime::builder::{Builder, PinWarning, Pinning};
+pub use runtime::builder::{Builder, Pinning};
+pub use runtime::config::{PinWarning, PinWarningKind};
+pub use runtime::engine::DROP_GRACE;
 pub use runtime::engine::{Engine, Submitter};
+pub use runtime::lanes::{Lane, LaneShutdown, Runtime, RuntimeMetrics, RuntimeShutdown};
 pub use runtime::shutdown::Shutdown;
 pub use sync::idle::IdleStrategy;
 

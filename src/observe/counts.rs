@@ -27,4 +27,16 @@ impl Counts {
     pub fn is_conserved(&self) -> bool {
         self.accepted == self.completed + self.dead + self.returned + self.held
     }
+
+    /// Adds `o`'s counts to these (totals over lanes).
+    pub(crate) fn add(&mut self, o: &Counts) {
+        self.accepted += o.accepted;
+        self.completed += o.completed;
+        self.dead += o.dead;
+        self.returned += o.returned;
+        self.held += o.held;
+        self.duplicates += o.duplicates;
+        self.retried += o.retried;
+        self.redriven += o.redriven;
+    }
 }

@@ -159,6 +159,24 @@ impl MetricsSnapshot {
     /// values, gauges as gauges, so Prometheus and StatsD exporters see them.
     #[cfg(feature = "metrics")]
     pub fn publish(&self) {
+        self.publish_labelled(Vec::new());
+    }
+
+    /// Like [`publish`](Self::publish), with every metric labelled
+    /// `lane = <lane>`: how a [`Runtime`](crate::Runtime) publishes its
+    /// lanes.
+    #[cfg(feature = "metrics")]
+    pub fn publish_lane(&self, lane: &str) {
+        self.publish_labelled(vec![metrics::Label::new("lane", lane.to_string())]);
+    }
+
+    #[cfg(feature = "metrics")]
+    fn publish_labelled(&self, base: Vec<metrics::Label>) {
+        let with = |k: &'static str, v: String| {
+            let mut l = base.clone();
+            l.push(metrics::Label::new(k, v));
+            l
+        };
         let c = &self.counters;
         for (name, v) in [
             ("quay_accepted", c.accepted),
@@ -180,11 +198,11 @@ impl MetricsSnapshot {
             ("quay_parks", c.parks),
             ("quay_wakes", c.wakes),
         ] {
-            metrics::counter!(name).absolute(v);
+            metrics::counter!(name, base.clone()).absolute(v);
         }
         let g = &self.gauges;
         for (shard, q) in g.queued_per_shard.iter().enumerate() {
-            metrics::gauge!("quay_queued", "shard" => shard.to_string()).set(*q as f64);
+            metrics::gauge!("quay_queued", with("shard", shard.to_string())).set(*q as f64);
         }
         for (name, v) in [
             ("quay_retry_waiting", g.retry_waiting),
@@ -194,15 +212,93 @@ impl MetricsSnapshot {
             ("quay_held", g.held),
             ("quay_dead_letters", g.dead_letters),
         ] {
-            metrics::gauge!(name).set(v as f64);
+            metrics::gauge!(name, base.clone()).set(v as f64);
         }
         for (name, h) in [
             ("quay_queue_wait_ns", &self.queue_wait_ns),
             ("quay_service_ns", &self.service_ns),
             ("quay_end_to_end_ns", &self.end_to_end_ns),
         ] {
-            metrics::gauge!(name, "quantile" => "0.99").set(h.p99 as f64);
-            metrics::gauge!(name, "quantile" => "0.999").set(h.p999 as f64);
+            metrics::gauge!(name, with("quantile", "0.99".into())).set(h.p99 as f64);
+            metrics::gauge!(name, with("quantile", "0.999".into())).set(h.p999 as f64);
         }
+    }
+
+    /// Adds snapshots up: counters, gauges (shards listed one after
+    /// another) and histograms. For totals over lanes.
+    pub fn sum<'a>(parts: impl IntoIterator<Item = &'a MetricsSnapshot>) -> MetricsSnapshot {
+        let mut c = Counters::default();
+        let mut g = GaugeSnapshot::default();
+        let mut h = Histograms::default();
+        for m in parts {
+            c.add(&m.counters);
+            g.add(&m.gauges);
+            h.add(&m.histograms);
+        }
+        MetricsSnapshot::new(c, g, h)
+    }
+}
+
+impl Counters {
+    fn add(&mut self, o: &Counters) {
+        let Counters {
+            accepted,
+            duplicates,
+            rejected_full,
+            started,
+            completed,
+            failed_attempts,
+            retried,
+            panicked,
+            contained_panics,
+            dead,
+            dlq_dropped,
+            redriven,
+            returned,
+            stolen_jobs,
+            steal_batches,
+            dedup_evicted,
+            parks,
+            wakes,
+        } = *o;
+        self.accepted += accepted;
+        self.duplicates += duplicates;
+        self.rejected_full += rejected_full;
+        self.started += started;
+        self.completed += completed;
+        self.failed_attempts += failed_attempts;
+        self.retried += retried;
+        self.panicked += panicked;
+        self.contained_panics += contained_panics;
+        self.dead += dead;
+        self.dlq_dropped += dlq_dropped;
+        self.redriven += redriven;
+        self.returned += returned;
+        self.stolen_jobs += stolen_jobs;
+        self.steal_batches += steal_batches;
+        self.dedup_evicted += dedup_evicted;
+        self.parks += parks;
+        self.wakes += wakes;
+    }
+}
+
+impl GaugeSnapshot {
+    fn add(&mut self, o: &GaugeSnapshot) {
+        let GaugeSnapshot {
+            queued_per_shard,
+            retry_waiting,
+            delayed,
+            key_waiting,
+            live_keys,
+            held,
+            dead_letters,
+        } = o;
+        self.queued_per_shard.extend_from_slice(queued_per_shard);
+        self.retry_waiting += retry_waiting;
+        self.delayed += delayed;
+        self.key_waiting += key_waiting;
+        self.live_keys += live_keys;
+        self.held += held;
+        self.dead_letters += dead_letters;
     }
 }

@@ -62,6 +62,8 @@ pub struct Builder<T> {
     clock: Option<Clock>,
     dedup: bool,
     dedup_config: DedupConfig,
+    /// `None`: sized from `capacity` (see `dedup_capacity`).
+    dedup_capacity: Option<usize>,
     retry: RetryPolicy,
     max_attempts: u32,
     dlq_capacity: usize,
@@ -80,7 +82,7 @@ impl<T> std::fmt::Debug for Builder<T> {
             .field("capacity", &self.capacity)
             .field("ring_capacity", &self.ring_capacity)
             .field("idle", &self.idle)
-            .field("dedup", &self.dedup.then_some(self.dedup_config))
+            .field("dedup", &self.dedup.then_some(self.dedup_config()))
             .field("retry", &self.retry)
             .field("max_attempts", &self.max_attempts)
             .field("dlq_capacity", &self.dlq_capacity)
@@ -92,6 +94,21 @@ impl<T: Send + 'static> Engine<T> {
     /// A builder with every setting at its default.
     pub fn builder() -> Builder<T> {
         Builder::new()
+    }
+}
+
+impl<T> Builder<T> {
+    /// The dedup settings, with the remembered-ID bound resolved.
+    fn dedup_config(&self) -> DedupConfig {
+        let capacity = self.dedup_capacity.unwrap_or_else(|| {
+            usize::try_from(self.capacity)
+                .unwrap_or(usize::MAX)
+                .clamp(DEFAULT_REMEMBERED_MIN, DEFAULT_REMEMBERED_MAX)
+        });
+        DedupConfig {
+            capacity,
+            ..self.dedup_config
+        }
     }
 }
 
@@ -114,6 +131,7 @@ impl<T: Send + 'static> Builder<T> {
             clock: None,
             dedup: true,
             dedup_config: DedupConfig::default(),
+            dedup_capacity: None,
             retry: RetryPolicy::default(),
             max_attempts: 5,
             dlq_capacity: 10_000,
@@ -138,9 +156,19 @@ impl<T: Send + 'static> Builder<T> {
     }
 
     /// Most finished IDs remembered; the oldest are forgotten first (live
-    /// IDs never are). Default 2^18 (262 144).
+    /// IDs never are; each one forgotten early is counted in
+    /// `dedup_evicted`). Default: the engine's [`capacity`](Self::capacity),
+    /// at least 4 096 and at most 2^18.
+    ///
+    /// Memory: the seen-ID tables hold `capacity + dedup_capacity` IDs in
+    /// 32-byte slots at a load of at most one half, rounded up to a power
+    /// of two per shard, and are faulted in at build (so the hot path
+    /// takes no page faults): 16 MiB at the defaults (capacity 65 536),
+    /// 2 MiB for a lane of capacity 8 192. To keep every ID for the whole
+    /// window, set it to at least the window times the peak rate of jobs
+    /// finishing (5 minutes at 1 000 jobs/s: 300 000).
     pub fn dedup_capacity(mut self, n: usize) -> Builder<T> {
-        self.dedup_config.capacity = n;
+        self.dedup_capacity = Some(n);
         self
     }
 
@@ -288,7 +316,7 @@ impl<T: Send + 'static> Builder<T> {
         if self.dlq_capacity == 0 {
             return Err(BuildError::DlqCapacity);
         }
-        if self.dedup && self.dedup_config.capacity == 0 && !self.dedup_config.window.is_zero() {
+        if self.dedup && self.dedup_config().capacity == 0 && !self.dedup_config.window.is_zero() {
             return Err(BuildError::DedupCapacity);
         }
         let cores = resolve_cores(&self.pinning, workers)?;
@@ -301,7 +329,7 @@ impl<T: Send + 'static> Builder<T> {
             idle: self.idle,
             batch: self.batch.min(r),
             clock: self.clock.clone().unwrap_or_default(),
-            dedup: self.dedup.then_some(self.dedup_config),
+            dedup: self.dedup.then_some(self.dedup_config()),
             retry: self.retry,
             max_attempts: self.max_attempts,
             dlq_capacity: self.dlq_capacity,
@@ -319,6 +347,25 @@ impl<T: Send + 'static> Builder<T> {
         Engine::start(config, self.on_dead, handler)
     }
 
+    /// Checks the settings, lets a [`Runtime`](crate::Runtime) choose the
+    /// workers' cores from the pinning asked for, and starts the workers.
+    pub(crate) fn build_with_cores<H, C>(
+        self,
+        cores: C,
+        handler: H,
+    ) -> Result<Engine<T>, BuildError>
+    where
+        H: Fn(&JobContext, &T) -> Result<(), JobError> + Send + Sync + 'static,
+        C: FnOnce(&Pinning, usize) -> Result<(Vec<Option<usize>>, Vec<PinWarning>), BuildError>,
+    {
+        let mut config = self.config()?;
+        let (assigned, warnings) = cores(&self.pinning, config.workers)?;
+        config.cores = assigned;
+        let engine = Engine::start(config, self.on_dead, handler)?;
+        engine.add_pin_warnings(warnings);
+        Ok(engine)
+    }
+
     /// Checks the settings and makes a deterministic single-threaded
     /// [`Driver`] with the same semantics, on a manual clock (the builder's,
     /// if it was given one). Thread settings are checked but unused.
@@ -327,6 +374,11 @@ impl<T: Send + 'static> Builder<T> {
         Ok(Driver::new(config, self.on_dead))
     }
 }
+
+/// The default bound on remembered finished IDs is the engine's capacity,
+/// kept within these.
+const DEFAULT_REMEMBERED_MIN: usize = 1 << 12;
+const DEFAULT_REMEMBERED_MAX: usize = 1 << 18;
 
 /// Checks an engine or lane name.
 pub(crate) fn check_name(name: &str) -> Result<(), BuildError> {
@@ -341,15 +393,18 @@ pub(crate) fn check_name(name: &str) -> Result<(), BuildError> {
     }
 }
 
+/// The cores the OS reports this process may run on, in its order.
+pub(crate) fn os_cores() -> Vec<usize> {
+    core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect()
+}
+
 /// The core (if any) each worker is pinned to.
 fn resolve_cores(p: &Pinning, workers: usize) -> Result<Vec<Option<usize>>, BuildError> {
-    let available = || -> Vec<usize> {
-        core_affinity::get_core_ids()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|c| c.id)
-            .collect()
-    };
+    let available = os_cores;
     match p {
         Pinning::Off => Ok(vec![None; workers]),
         Pinning::Auto => {

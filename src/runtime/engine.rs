@@ -205,6 +205,10 @@ impl<T: Send + 'static> Engine<T> {
         })
     }
 
+    pub(crate) fn shared(&self) -> &Shared<T> {
+        &self.shared
+    }
+
     /// The engine's name (see [`Builder::name`](crate::Builder::name)).
     pub fn name(&self) -> &str {
         &self.shared.config.name
@@ -293,6 +297,19 @@ impl<T: Send + 'static> Engine<T> {
         Ok(n)
     }
 
+    pub(crate) fn add_pin_warnings(&self, w: Vec<PinWarning>) {
+        if !w.is_empty() {
+            relock(self.shared.pin_warnings.lock()).extend(w);
+        }
+    }
+
+    /// The core each worker is pinned to (`None`: unpinned), by worker
+    /// index. A pin the OS refused still shows here, and in
+    /// [`pin_warnings`](Self::pin_warnings).
+    pub fn cores(&self) -> Vec<Option<usize>> {
+        self.shared.config.cores.clone()
+    }
+
     /// Pins the OS refused so far; each such worker runs unpinned.
     pub fn pin_warnings(&self) -> Vec<PinWarning> {
         self.shared
@@ -346,14 +363,14 @@ impl<T: Send + 'static> Engine<T> {
     /// it only closes the engine, and returns no jobs and the counts of
     /// the moment.
     pub fn shutdown(&self) -> Shutdown<T> {
-        self.shutdown_inner(None)
+        self.shutdown_until(None)
     }
 
     /// Like [`shutdown`](Self::shutdown), but once `timeout` passes the
     /// workers stop after their current job, and every job that has not run
     /// is returned.
     pub fn shutdown_timeout(&self, timeout: Duration) -> Shutdown<T> {
-        self.shutdown_inner(Deadline::after(timeout))
+        self.shutdown_until(Deadline::after(timeout))
     }
 
     /// Closes the engine, lets running handlers finish, joins the workers
@@ -362,13 +379,13 @@ impl<T: Send + 'static> Engine<T> {
     /// jobs (this call waits for it, and returns no jobs).
     pub fn shutdown_now(&self) -> Shutdown<T> {
         self.shared.hurry();
-        self.shutdown_inner(Deadline::after(Duration::ZERO))
+        self.shutdown_until(Deadline::after(Duration::ZERO))
     }
 
     /// Called inside a handler of this engine, a shutdown cannot wait for
     /// its own worker: it closes the engine and returns at once, with no
     /// jobs and the counts of the moment (see the methods' docs).
-    fn shutdown_inner(&self, deadline: Option<Deadline>) -> Shutdown<T> {
+    pub(crate) fn shutdown_until(&self, deadline: Option<Deadline>) -> Shutdown<T> {
         if crate::loom::is_worker_of(self.shared.id()) {
             self.close();
             return Shutdown {

@@ -12,6 +12,9 @@
 //! - `engine`: [`Engine`](crate::Engine) and
 //!   [`Submitter`](crate::Submitter), the public handles.
 //! - `shutdown`: the shutdown protocol and [`Shutdown`](crate::Shutdown).
+//! - `lanes`: [`Runtime`](crate::Runtime) and [`Lane`](crate::Lane):
+//!   several engines, one per job kind, with disjoint cores and one
+//!   lifecycle.
 //!
 //! Imports run one way: `engine` → `shutdown`, `batch`, `worker` →
 //! `shared` → `shard`, `config`; `builder` → `engine`.
@@ -20,6 +23,7 @@ pub(crate) mod batch;
 pub(crate) mod builder;
 pub(crate) mod config;
 pub(crate) mod engine;
+pub(crate) mod lanes;
 pub(crate) mod overflow;
 pub(crate) mod shard;
 pub(crate) mod shared;

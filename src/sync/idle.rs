@@ -80,8 +80,9 @@ pub(crate) struct Sleeper {
 }
 
 impl Sleeper {
-    pub(crate) fn unpark(&self) {
-        self.parker.unpark();
+    /// Returns `false` if the worker had been woken already.
+    pub(crate) fn unpark(&self) -> bool {
+        self.parker.unpark()
     }
 }
 
@@ -156,16 +157,23 @@ impl Idle {
         let n = self.sleepers.len();
         let owner = &self.sleepers[shard];
         // Relaxed: made visible by the Acquire RMW in `notify`.
-        if owner.asleep.load(Ordering::Relaxed) || only_owner {
+        if only_owner {
             // A keyed job's owner is woken even if it looks awake: an unpark
             // only costs a token then, and it keeps the argument local.
             owner.unpark();
             return;
         }
+        // An unkeyed job wakes one worker that is asleep and not woken yet:
+        // the owner first. A sleeper that already holds a wake-up token is
+        // passed over, so a burst of pushes onto one sleeping shard wakes
+        // as many workers as it has jobs, not the owner again and again
+        // (which would leave the others asleep behind one slow handler).
+        if owner.asleep.load(Ordering::Relaxed) && owner.unpark() {
+            return;
+        }
         for i in 1..n {
             let s = &self.sleepers[(shard + i) % n];
-            if s.asleep.load(Ordering::Relaxed) {
-                s.unpark();
+            if s.asleep.load(Ordering::Relaxed) && s.unpark() {
                 return;
             }
         }

@@ -119,16 +119,20 @@ impl Parker {
     }
 
     /// Wakes the parked thread, or leaves a token for its next `park`.
-    pub fn unpark(&self) {
+    /// Returns `false` if a token was already waiting: this call added
+    /// nothing, the thread was woken already.
+    pub fn unpark(&self) -> bool {
         // Release pairs with the Acquire that consumes the token in `park`.
         match self.state.swap(NOTIFIED, Ordering::Release) {
-            EMPTY | NOTIFIED => {}
+            NOTIFIED => false,
+            EMPTY => true,
             _ => {
                 // The sleeper set PARKED under the lock; taking the lock here
                 // means it is now inside `wait`, so the notify reaches it.
                 let _g: MutexGuard<'_, ()> = relock(self.lock.lock());
                 drop(_g);
                 self.cvar.notify_one();
+                true
             }
         }
     }
