@@ -29,6 +29,7 @@
 //!
 //! Protocols and their memory orderings are explained in `docs/design.md`.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
