@@ -43,6 +43,11 @@
 //! assert_eq!(report.counts.duplicates, 1);
 //! ```
 //!
+//! The `examples/` folder has runnable programs: sharing a [`Submitter`]
+//! across producer threads, handling every error, reading metrics, writing
+//! an [`IntervalLog`], and redriving a dead letter
+//! (`cargo run --example submitter`, …).
+//!
 //! # Contents
 //!
 //! The public API is re-exported here; the modules are folders by concept,
