@@ -28,7 +28,7 @@ fn main() {
         .position(|a| a == "--svg")
         .and_then(|i| args.get(i + 1))
         .cloned();
-    let mut bars: Vec<(String, f64)> = Vec::new();
+    let mut bars: Vec<(String, &str, f64)> = Vec::new();
     let n: u64 = if quick { 20_000 } else { 2_000_000 };
     let reps = if quick { 1 } else { 3 };
     println!("quay comparison: {n} jobs per run, best of {reps}");
@@ -86,7 +86,7 @@ fn main() {
             // The raw disruptor handoff is off the scale of job systems:
             // it stays in the table, not the plot.
             if *sys != System::Disruptor {
-                bars.push((format!("{} · {}", shape.name(), sys.name()), *r));
+                bars.push((shape.name(), sys.name(), *r));
             }
         }
     }
@@ -138,21 +138,56 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// A horizontal bar chart of jobs/s, one bar per (shape, system).
-fn plot(path: &str, bars: &[(String, f64)]) -> Result<(), String> {
+/// What the shape names in the plot mean, one line each.
+const SHAPE_NOTES: [&str; 4] = [
+    "Shapes: 1P/1W = 1 producer thread submitting, 1 worker thread running the jobs; 2P/2W = 2 producers, 2 workers.",
+    "batch 64 = 1P/1W with quay taking 64 jobs per submit_batch call (the peers have no batch submit and send one at a time).",
+    "keyed 1000 = every job carries one of 1000 keys, and a key's jobs run one at a time, in order (the pools: one channel per worker, by key hash).",
+    "No-op jobs with distinct IDs, each deduplicated at submit; best of the runs. disruptor-rs (raw SPSC, no dedup) is in the table only.",
+];
+
+/// A horizontal bar chart of jobs/s, one bar per (shape, system), one
+/// colour per system (quay red), with a legend naming each system and notes
+/// explaining the shapes under it.
+fn plot(path: &str, bars: &[(String, &'static str, f64)]) -> Result<(), String> {
     use plotters::prelude::*;
     let e = |x: &dyn std::fmt::Display| x.to_string();
-    let h = 40 + 22 * bars.len() as u32;
-    let root = SVGBackend::new(path, (1000, h)).into_drawing_area();
+    // Systems in order of first appearance, quay first: one colour each.
+    let mut systems: Vec<&str> = vec!["quay"];
+    for (_, sys, _) in bars {
+        if !systems.contains(sys) {
+            systems.push(sys);
+        }
+    }
+    let palette = [
+        RGBColor(31, 119, 180),
+        RGBColor(44, 160, 44),
+        RGBColor(148, 103, 189),
+        RGBColor(255, 127, 14),
+        RGBColor(23, 190, 207),
+        RGBColor(127, 127, 127),
+    ];
+    let color_of = |sys: &str| -> RGBColor {
+        match systems.iter().position(|s| *s == sys) {
+            Some(0) => RGBColor(214, 39, 40),
+            Some(i) => palette[(i - 1) % palette.len()],
+            None => BLACK,
+        }
+    };
+    let notes_h = 20 + 18 * SHAPE_NOTES.len() as u32;
+    let chart_h = 90 + 22 * bars.len() as u32;
+    let root = SVGBackend::new(path, (1240, chart_h + notes_h)).into_drawing_area();
     root.fill(&WHITE).map_err(|x| e(&x))?;
-    let max = bars.iter().map(|b| b.1).fold(1.0, f64::max) * 1.05;
-    let mut chart = ChartBuilder::on(&root)
+    let (top, notes) = root.split_vertically(chart_h);
+    let (chart_area, legend_area) = top.split_horizontally(980);
+    let max = bars.iter().map(|b| b.2).fold(1.0, f64::max) * 1.05;
+    let mut chart = ChartBuilder::on(&chart_area)
         .caption(
-            "throughput by system (jobs/s, no-op jobs, dedup on)",
+            "throughput by system and shape (jobs/s, no-op jobs, dedup on; longer is better)",
             ("sans-serif", 18),
         )
         .margin(10)
-        .x_label_area_size(30)
+        .x_label_area_size(40)
         .y_label_area_size(380)
         .build_cartesian_2d(0.0..max, (0..bars.len()).into_segmented())
         .map_err(|x| e(&x))?;
@@ -161,27 +196,57 @@ fn plot(path: &str, bars: &[(String, f64)]) -> Result<(), String> {
         .disable_y_mesh()
         .y_labels(bars.len())
         .y_label_formatter(&|y| match y {
-            SegmentValue::CenterOf(i) => bars.get(*i).map(|b| b.0.clone()).unwrap_or_default(),
+            SegmentValue::CenterOf(i) => bars
+                .get(*i)
+                .map(|b| format!("{} · {}", b.0, b.1))
+                .unwrap_or_default(),
             _ => String::new(),
         })
         .x_label_formatter(&|x| format!("{:.0}M", x / 1e6))
+        .x_desc("jobs/s (millions)")
+        .y_desc("shape · system")
         .draw()
         .map_err(|x| e(&x))?;
     chart
-        .draw_series(bars.iter().enumerate().map(|(i, (name, v))| {
-            let color = if name.contains("quay") {
-                RED.filled()
-            } else {
-                BLUE.mix(0.6).filled()
-            };
+        .draw_series(bars.iter().enumerate().map(|(i, (_, sys, v))| {
             Rectangle::new(
                 [
                     (0.0, SegmentValue::Exact(i)),
                     (*v, SegmentValue::Exact(i + 1)),
                 ],
-                color,
+                color_of(sys).filled(),
             )
         }))
         .map_err(|x| e(&x))?;
+    // The legend, beside the chart so it never covers a bar.
+    let font = ("sans-serif", 15).into_font();
+    legend_area
+        .draw(&Text::new(
+            "series",
+            (10, 40),
+            font.clone().style(FontStyle::Bold),
+        ))
+        .map_err(|x| e(&x))?;
+    for (i, sys) in systems.iter().enumerate() {
+        let y = 66 + 24 * i as i32;
+        legend_area
+            .draw(&Rectangle::new(
+                [(10, y), (28, y + 14)],
+                color_of(sys).filled(),
+            ))
+            .map_err(|x| e(&x))?;
+        legend_area
+            .draw(&Text::new(sys.to_string(), (36, y), font.clone()))
+            .map_err(|x| e(&x))?;
+    }
+    for (i, line) in SHAPE_NOTES.iter().enumerate() {
+        notes
+            .draw(&Text::new(
+                *line,
+                (20, 8 + 18 * i as i32),
+                ("sans-serif", 14).into_font(),
+            ))
+            .map_err(|x| e(&x))?;
+    }
     root.present().map_err(|x| e(&x))
 }

@@ -5,6 +5,49 @@
 //! run it soon. quay is designed for what "soon" brings: duplicates, order
 //! and poison.
 //!
+//! # Quick start
+//!
+//! Build an engine around one handler, submit jobs (keyed ones run one at a
+//! time per key, in submit order), and shut down with an accounting of
+//! every job:
+//!
+//! ```
+//! use quay::{Engine, Job, JobError, Submitted};
+//!
+//! let engine = Engine::<u64>::builder()
+//!     .workers(2)
+//!     .build(|_ctx, cents: &u64| {
+//!         if *cents == 0 {
+//!             return Err(JobError::fatal("nothing to charge")); // to the DLQ
+//!         }
+//!         Ok(()) // charge the card, idempotently
+//!     })
+//!     .unwrap();
+//!
+//! // Keyed: customer 7's charges run one at a time, in this order.
+//! let first = Job::new("charge:order-1", 2_500).key("customer-7");
+//! assert_eq!(engine.submit(first).unwrap(), Submitted::Accepted);
+//! engine.submit(Job::new("charge:order-2", 990).key("customer-7")).unwrap();
+//! // Unkeyed: runs on whichever worker is free.
+//! engine.submit(Job::new("receipt:order-1", 1)).unwrap();
+//!
+//! // The client retried order 1: same ID, so nothing runs twice.
+//! let again = Job::new("charge:order-1", 2_500).key("customer-7");
+//! assert_eq!(engine.submit(again).unwrap(), Submitted::Duplicate);
+//!
+//! // Shutdown runs what is held and accounts for every accepted job.
+//! let report = engine.shutdown();
+//! assert!(report.counts.is_conserved());
+//! assert_eq!(report.counts.accepted, 3);
+//! assert_eq!(report.counts.completed, 3);
+//! assert_eq!(report.counts.duplicates, 1);
+//! ```
+//!
+//! The `examples/` folder has runnable programs: sharing a [`Submitter`]
+//! across producer threads, handling every error, reading metrics, writing
+//! an [`IntervalLog`], and redriving a dead letter
+//! (`cargo run --example submitter`, …).
+//!
 //! # Contents
 //!
 //! The public API is re-exported here; the modules are folders by concept,
@@ -29,6 +72,7 @@
 //!
 //! Protocols and their memory orderings are explained in `docs/design.md`.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 

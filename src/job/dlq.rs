@@ -17,7 +17,7 @@ pub struct DeadLetter<T> {
     pub job: Job<T>,
     /// Attempts made.
     pub attempts: u32,
-    /// The last errors (at most [`KEPT_ERRORS`]), oldest first.
+    /// The last errors (at most 4), oldest first.
     pub errors: Vec<String>,
     /// When it was accepted.
     pub accepted_at: Timestamp,

@@ -158,6 +158,7 @@ impl MetricsSnapshot {
     /// (feature `metrics`), as `quay_<name>`: counters as absolute counter
     /// values, gauges as gauges, so Prometheus and StatsD exporters see them.
     #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
     pub fn publish(&self) {
         self.publish_labelled(Vec::new());
     }
