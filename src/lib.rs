@@ -45,7 +45,7 @@ pub use clock::{Clock, ManualClock, Timestamp};
 pub use error::{BuildError, JobError, RedriveError, SubmitError, Submitted};
 pub use job::dlq::DeadLetter;
 pub use job::driver::{Driver, Step};
-pub use job::machine::{Gauges, Settled};
+pub use job::machine::{DriverGauges, Settled};
 pub use job::retry::RetryPolicy;
 pub use job::{Job, JobContext, JobId, Key};
 pub use observe::counts::Counts;

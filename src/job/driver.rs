@@ -10,9 +10,10 @@
 //!
 //! ```
 //! use quay::{Engine, Job, JobError, Settled};
+//! use std::num::NonZeroU32;
 //! use std::time::Duration;
 //!
-//! let mut d = Engine::<&str>::builder().max_attempts(2).driver().unwrap();
+//! let mut d = Engine::<&str>::builder().max_attempts(NonZeroU32::new(2).unwrap()).driver().unwrap();
 //! d.submit(Job::new(1u64, "flaky")).unwrap();
 //! let step = d.run_next(|_, _| Err(JobError::retry("smtp timeout"))).unwrap();
 //! assert_eq!(step.settled, Settled::Retrying);
@@ -27,7 +28,7 @@ use crate::clock::{Clock, ManualClock, Timestamp};
 use crate::error::{JobError, RedriveError, SubmitError, Submitted};
 use crate::job::dlq::{DeadLetter, OnDead};
 use crate::job::envelope::Envelope;
-use crate::job::machine::{attempt, Gauges, Semantics, Settled, ShardCore};
+use crate::job::machine::{attempt, DriverGauges, Semantics, Settled, ShardCore};
 use crate::job::{Job, JobContext, JobId, Key};
 use crate::observe::counts::Counts;
 use crate::runtime::config::Config;
@@ -218,8 +219,9 @@ impl<T> Driver<T> {
         left.into_iter().map(|e| e.job).collect()
     }
 
-    /// Jobs held by state, and live keys.
-    pub fn gauges(&self) -> Gauges {
+    /// Jobs held by state, and live keys: see [`DriverGauges`] for how
+    /// they relate to an engine's [`GaugeSnapshot`](crate::GaugeSnapshot).
+    pub fn gauges(&self) -> DriverGauges {
         self.core.gauges()
     }
 

@@ -126,7 +126,12 @@ impl<T> Semantics<T> {
     }
 }
 
-/// Where an attempt left its job.
+/// Where an attempt left its job: [`Step::settled`](crate::Step::settled),
+/// as reported by [`Driver::run_next`](crate::Driver::run_next).
+///
+/// `Completed` and `Dead` are terminal (the job's capacity is free, its ID
+/// remembered by dedup); `Retrying` is not (the job waits in the timer for
+/// its backoff, and runs again once the clock reaches it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Settled {
     /// The handler returned `Ok`: terminal.
@@ -314,8 +319,8 @@ impl<T> ShardCore<T> {
     }
 
     /// How many jobs this core holds, by state.
-    pub(crate) fn gauges(&self) -> Gauges {
-        Gauges {
+    pub(crate) fn gauges(&self) -> DriverGauges {
+        DriverGauges {
             ready: self.ready.len(),
             key_waiting: self.keys.queued(),
             delayed: self.timer.count(Waiting::Delayed),
@@ -335,9 +340,17 @@ impl<T> ShardCore<T> {
     }
 }
 
-/// How many jobs a shard's owner holds privately, by state.
+/// How many jobs a [`Driver`](crate::Driver) holds, by state: what
+/// [`Driver::gauges`](crate::Driver::gauges) returns.
+///
+/// These are the figures one shard's owner keeps privately. An engine's
+/// [`GaugeSnapshot`](crate::GaugeSnapshot) sums the same figures over its
+/// workers (`key_waiting`, `delayed`, `retry_waiting`, `live_keys`; `ready`
+/// is part of its `queued_per_shard`), beside figures a driver does not
+/// have (`held`, `dead_letters` and the like: see [`Driver::counts`](crate::Driver::counts)
+/// and [`Driver::dead_letters`](crate::Driver::dead_letters)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Gauges {
+pub struct DriverGauges {
     /// Runnable, owner-only (keyed heads, due timers).
     pub ready: usize,
     /// Waiting behind a busy key.

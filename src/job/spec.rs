@@ -161,7 +161,7 @@ pub(crate) enum Schedule {
 /// use quay::Job;
 /// use std::time::Duration;
 /// let job = Job::new("welcome-email:42", "alice@example.com")
-///     .key("user:42")
+///     .keyed("user:42")
 ///     .delay(Duration::from_millis(5));
 /// assert_eq!(job.payload(), &"alice@example.com");
 /// ```
@@ -186,8 +186,8 @@ impl<T> Job<T> {
     }
 
     /// Puts the job in a group: jobs with one key run one at a time, in
-    /// accept order.
-    pub fn key(mut self, key: impl Into<Key>) -> Job<T> {
+    /// accept order. [`Job::key`] reads it back.
+    pub fn keyed(mut self, key: impl Into<Key>) -> Job<T> {
         self.key = Some(key.into());
         self
     }
@@ -215,8 +215,8 @@ impl<T> Job<T> {
         self.id
     }
 
-    /// The job's group key, if any.
-    pub fn group_key(&self) -> Option<Key> {
+    /// The job's group key, if any (set with [`Job::keyed`]).
+    pub fn key(&self) -> Option<Key> {
         self.key
     }
 

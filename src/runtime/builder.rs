@@ -13,6 +13,7 @@ pub use crate::runtime::config::PinWarning;
 use crate::runtime::engine::Engine;
 use crate::sync::idle::IdleStrategy;
 use std::marker::PhantomData;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 /// Which cores, if any, workers are pinned to.
@@ -44,6 +45,12 @@ impl From<Vec<usize>> for Pinning {
     }
 }
 
+/// The default attempt limit.
+const DEFAULT_MAX_ATTEMPTS: NonZeroU32 = match NonZeroU32::new(5) {
+    Some(n) => n,
+    None => NonZeroU32::MIN,
+};
+
 /// Builds an [`Engine`]. Start from [`Engine::builder`].
 ///
 /// ```
@@ -62,7 +69,7 @@ pub struct Builder<T> {
     dedup: bool,
     dedup_config: DedupConfig,
     retry: RetryPolicy,
-    max_attempts: u32,
+    max_attempts: NonZeroU32,
     dlq_capacity: usize,
     seed: u64,
     record_latency: bool,
@@ -112,7 +119,7 @@ impl<T: Send + 'static> Builder<T> {
             dedup: true,
             dedup_config: DedupConfig::default(),
             retry: RetryPolicy::default(),
-            max_attempts: 5,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
             dlq_capacity: 10_000,
             seed: 0x5EED_F00D_0A11,
             record_latency: true,
@@ -141,8 +148,10 @@ impl<T: Send + 'static> Builder<T> {
         self
     }
 
-    /// Attempts per job before it dies, unless a job overrides it. Default 5.
-    pub fn max_attempts(mut self, n: u32) -> Builder<T> {
+    /// Attempts per job before it dies, unless a job overrides it with
+    /// [`Job::max_attempts`](crate::Job::max_attempts), which takes a
+    /// `NonZeroU32` too. Default 5.
+    pub fn max_attempts(mut self, n: NonZeroU32) -> Builder<T> {
         self.max_attempts = n;
         self
     }
@@ -263,9 +272,6 @@ impl<T: Send + 'static> Builder<T> {
         if self.batch == 0 {
             return Err(BuildError::Batch);
         }
-        if self.max_attempts == 0 {
-            return Err(BuildError::MaxAttempts);
-        }
         if self.retry.base > self.retry.max_backoff {
             return Err(BuildError::Backoff {
                 base: self.retry.base,
@@ -289,7 +295,7 @@ impl<T: Send + 'static> Builder<T> {
             clock: self.clock.clone().unwrap_or_default(),
             dedup: self.dedup.then_some(self.dedup_config),
             retry: self.retry,
-            max_attempts: self.max_attempts,
+            max_attempts: self.max_attempts.get(),
             dlq_capacity: self.dlq_capacity,
             seed: self.seed,
             record_latency: self.record_latency,
