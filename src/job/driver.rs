@@ -129,10 +129,10 @@ impl<T> Driver<T> {
         }
         self.core.fire(self.clock.now());
         let mut env = self.core.pop_ready()?;
-        let ctx = env.begin_attempt(0);
+        let ctx = env.begin_attempt(0, self.sem.max_attempts);
         let (result, panicked) = attempt(|| handler(&ctx, &env.job.payload));
         let now = self.clock.now();
-        let settled = self.core.settle(&self.sem, env, result, now);
+        let settled = self.core.settle(&self.sem, env, &ctx, result, now);
         self.core.commit_finished(&self.sem, now);
         match settled {
             Settled::Completed => self.counts.completed += 1,

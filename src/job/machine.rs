@@ -21,9 +21,11 @@ use crate::dedup::SeenSet;
 use crate::error::JobError;
 use crate::job::dlq::{DeadLetter, Dlq};
 use crate::job::envelope::Envelope;
+use crate::job::hooks::Hooks;
 use crate::job::keys::KeyTable;
 use crate::job::retry::{decide, Decision, RetryPolicy, Rng};
 use crate::job::timer::{Timer, Waiting};
+use crate::job::JobContext;
 use crate::loom::sync::atomic::{AtomicU64, Ordering};
 use std::collections::VecDeque;
 
@@ -34,8 +36,10 @@ pub(crate) struct Semantics<T> {
     pub(crate) dlq: Dlq<T>,
     pub(crate) retry: RetryPolicy,
     pub(crate) max_attempts: u32,
+    /// `on_complete` and `on_retry` (`on_dead` is the DLQ's).
+    hooks: Hooks,
     /// Panics from user code other than handlers (payload drops, the
-    /// `on_dead` hook) contained so far.
+    /// hooks) contained so far.
     contained: AtomicU64,
 }
 
@@ -49,6 +53,7 @@ impl<T> Semantics<T> {
             dlq: Dlq::new(config.dlq_capacity, on_dead),
             retry: config.retry,
             max_attempts: config.max_attempts,
+            hooks: config.hooks.clone(),
             contained: AtomicU64::new(0),
         }
     }
@@ -70,7 +75,7 @@ impl<T> Semantics<T> {
         }
     }
 
-    /// Panics from payload drops and the `on_dead` hook contained so far.
+    /// Panics from payload drops and the hooks contained so far.
     pub(crate) fn contained(&self) -> u64 {
         self.contained.load(Ordering::Relaxed)
     }
@@ -260,12 +265,17 @@ impl<T> ShardCore<T> {
         self.timer.next_due()
     }
 
-    /// An attempt of `env` (its `attempts` already counts it) ended with
-    /// `result` at `now`: retry, complete or bury it.
+    /// An attempt of `env` (its `attempts` already counts it), whose
+    /// handler saw `ctx`, ended with `result` at `now`: retry, complete or
+    /// bury it. Once the new state is recorded, the matching hook sees it
+    /// (`on_complete`, `on_retry`; `on_dead` runs as the DLQ takes the
+    /// job), through the guard: a panic there is counted, and changes
+    /// nothing about the job.
     pub(crate) fn settle(
         &mut self,
         sem: &Semantics<T>,
         mut env: Envelope<T>,
+        ctx: &JobContext,
         result: Result<(), JobError>,
         now: Timestamp,
     ) -> Settled {
@@ -273,11 +283,14 @@ impl<T> ShardCore<T> {
             Ok(()) => {
                 self.conclude(sem, &env, now, Record::AtCommit);
                 sem.drop_user(env);
+                if sem.hooks.completed(ctx) {
+                    sem.count_contained(1);
+                }
                 return Settled::Completed;
             }
             Err(e) => e,
         };
-        let max = env.job.max_attempts.map_or(sem.max_attempts, |n| n.get());
+        let max = env.job.max_attempts_or(sem.max_attempts);
         let decision = decide(&err, env.attempts, max, &sem.retry, &mut self.rng);
         env.record_error(err.to_string());
         match decision {
@@ -285,6 +298,9 @@ impl<T> ShardCore<T> {
                 env.ready_at = now.saturating_add(d);
                 // The key (if any) stays busy: it waits with its job.
                 self.timer.insert(env.ready_at, env);
+                if sem.hooks.retrying(ctx, &err, d) {
+                    sem.count_contained(1);
+                }
                 Settled::Retrying
             }
             Decision::Dead => {

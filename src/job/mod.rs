@@ -8,6 +8,7 @@
 //! - `retry`: [`RetryPolicy`](crate::RetryPolicy) and the backoff decision.
 //! - `dlq`: the dead-letter queue and [`DeadLetter`](crate::DeadLetter).
 //! - `guard`: containment of panics from user code.
+//! - `hooks`: the `on_complete` and `on_retry` hooks.
 //! - `driver`: the deterministic single-threaded
 //!   [`Driver`](crate::Driver).
 
@@ -15,6 +16,7 @@ pub(crate) mod dlq;
 pub(crate) mod driver;
 pub(crate) mod envelope;
 pub(crate) mod guard;
+pub(crate) mod hooks;
 pub(crate) mod keys;
 pub(crate) mod machine;
 pub(crate) mod retry;

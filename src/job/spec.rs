@@ -215,6 +215,12 @@ impl<T> Job<T> {
         self.id
     }
 
+    /// The job's attempt limit: its own, or else `default` (the engine's).
+    #[inline]
+    pub(crate) fn max_attempts_or(&self, default: u32) -> u32 {
+        self.max_attempts.map_or(default, NonZeroU32::get)
+    }
+
     /// The job's group key, if any (set with [`Job::keyed`]).
     pub fn key(&self) -> Option<Key> {
         self.key
@@ -250,6 +256,7 @@ pub struct JobContext {
     pub(crate) attempt: u32,
     pub(crate) accepted_at: Timestamp,
     pub(crate) worker: usize,
+    pub(crate) max_attempts: u32,
 }
 
 impl JobContext {
@@ -276,5 +283,19 @@ impl JobContext {
     /// The index of the worker running the attempt.
     pub fn worker(&self) -> usize {
         self.worker
+    }
+
+    /// The job's attempt limit: its own
+    /// [`Job::max_attempts`](crate::Job::max_attempts) if it set one, else
+    /// the engine's [`Builder::max_attempts`](crate::Builder::max_attempts).
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// Whether this is the job's last attempt: if it fails, however it
+    /// fails, the job is dead. (A job can also die earlier, of a
+    /// [`JobError::Fatal`](crate::JobError::Fatal).)
+    pub fn is_last_attempt(&self) -> bool {
+        self.attempt >= self.max_attempts
     }
 }

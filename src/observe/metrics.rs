@@ -37,8 +37,8 @@ pub struct Counters {
     pub panicked: u64,
     /// Panics from user code other than handlers, contained so that no
     /// worker died of them: a payload's `Drop` (after completion, for a
-    /// duplicate, for a dead letter pushed out of a full DLQ) and the
-    /// `on_dead` hook.
+    /// duplicate, for a dead letter pushed out of a full DLQ or discarded
+    /// from it) and the `on_dead`, `on_complete` and `on_retry` hooks.
     pub contained_panics: u64,
     /// Jobs dead (moved to the DLQ).
     pub dead: u64,

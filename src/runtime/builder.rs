@@ -6,6 +6,7 @@ use crate::dedup::DedupConfig;
 use crate::error::{BuildError, JobError};
 use crate::job::dlq::{DeadLetter, OnDead};
 use crate::job::driver::Driver;
+use crate::job::hooks::Hooks;
 use crate::job::retry::RetryPolicy;
 use crate::job::JobContext;
 use crate::runtime::config::Config;
@@ -74,6 +75,7 @@ pub struct Builder<T> {
     seed: u64,
     record_latency: bool,
     on_dead: Option<OnDead<T>>,
+    hooks: Hooks,
     _payload: PhantomData<fn(T)>,
 }
 
@@ -124,6 +126,7 @@ impl<T: Send + 'static> Builder<T> {
             seed: 0x5EED_F00D_0A11,
             record_latency: true,
             on_dead: None,
+            hooks: Hooks::default(),
             _payload: PhantomData,
         }
     }
@@ -195,6 +198,34 @@ impl<T: Send + 'static> Builder<T> {
     /// its panics are contained.
     pub fn on_dead(mut self, hook: impl Fn(&DeadLetter<T>) + Send + Sync + 'static) -> Builder<T> {
         self.on_dead = Some(Box::new(hook));
+        self
+    }
+
+    /// A hook that sees every completed job, once, after its completion is
+    /// settled: its key has moved on and its ID is on its way to dedup's
+    /// record (a worker records completions in groups, so until its next
+    /// commit a status query may still call it live). It runs on the
+    /// worker that ran the job (in the [`Driver`], inside `run_next`),
+    /// before that worker runs anything else, so keep it short. Its panics
+    /// are contained and counted in `contained_panics`; the job stays
+    /// completed.
+    pub fn on_complete(mut self, hook: impl Fn(&JobContext) + Send + Sync + 'static) -> Builder<T> {
+        self.hooks.on_complete = Some(std::sync::Arc::new(hook));
+        self
+    }
+
+    /// A hook that sees every retry, once, after it is scheduled (the job
+    /// waits in its worker's timer): the failed attempt's context, its
+    /// error (a panic's is `JobError::Retry("panic: …")`) and the backoff
+    /// before the next attempt. It does not see the attempt that kills a
+    /// job: that one goes to [`on_dead`](Self::on_dead). It runs on the
+    /// worker (in the [`Driver`], inside `run_next`); its panics are
+    /// contained and counted in `contained_panics`, and the retry stands.
+    pub fn on_retry(
+        mut self,
+        hook: impl Fn(&JobContext, &JobError, Duration) + Send + Sync + 'static,
+    ) -> Builder<T> {
+        self.hooks.on_retry = Some(std::sync::Arc::new(hook));
         self
     }
 
@@ -299,6 +330,7 @@ impl<T: Send + 'static> Builder<T> {
             dlq_capacity: self.dlq_capacity,
             seed: self.seed,
             record_latency: self.record_latency,
+            hooks: self.hooks.clone(),
         })
     }
 
