@@ -15,8 +15,8 @@
 //!   [`Shutdown`].
 //! - `job/`: a job and what happens to it, independent of threads: [`Job`],
 //!   [`JobId`], [`Key`], [`JobContext`], the state machine, per-key queues,
-//!   timers, [`RetryPolicy`], the DLQ ([`DeadLetter`]) and the
-//!   deterministic [`Driver`].
+//!   timers, [`RetryPolicy`], the DLQ ([`DeadLetter`]), [`JobStatus`] and
+//!   the deterministic [`Driver`].
 //! - `dedup/`: the seen-ID set and its open-addressed table.
 //! - `sync/`: the lock-free building blocks: the MPMC ring, the parker, the
 //!   sleep/wake protocol ([`IdleStrategy`]), the capacity gate.
@@ -47,6 +47,7 @@ pub use job::dlq::DeadLetter;
 pub use job::driver::{Driver, Step};
 pub use job::machine::{DriverGauges, Settled};
 pub use job::retry::RetryPolicy;
+pub use job::status::JobStatus;
 pub use job::{Job, JobContext, JobId, Key};
 pub use observe::counts::Counts;
 pub use observe::hgrm::{write_hgrm, IntervalLog};

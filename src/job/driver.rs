@@ -29,6 +29,7 @@ use crate::error::{JobError, RedriveError, SubmitError, Submitted};
 use crate::job::dlq::{DeadLetter, OnDead};
 use crate::job::envelope::Envelope;
 use crate::job::machine::{attempt, DriverGauges, Semantics, Settled, ShardCore};
+use crate::job::status::JobStatus;
 use crate::job::{Job, JobContext, JobId, Key};
 use crate::observe::counts::Counts;
 use crate::runtime::config::Config;
@@ -173,6 +174,31 @@ impl<T> Driver<T> {
     /// Empties the dead-letter queue.
     pub fn drain_dead(&mut self) -> Vec<DeadLetter<T>> {
         self.sem.dlq.drain()
+    }
+
+    /// Takes the newest dead letter with this ID out of the DLQ, as
+    /// [`Engine::take_dead`](crate::Engine::take_dead) does.
+    pub fn take_dead(&mut self, id: impl Into<JobId>) -> Option<DeadLetter<T>> {
+        self.sem.take_dead(id.into())
+    }
+
+    /// Removes the newest dead letter with this ID from the DLQ and drops
+    /// it, as [`Engine::discard_dead`](crate::Engine::discard_dead) does.
+    pub fn discard_dead(&mut self, id: impl Into<JobId>) -> bool {
+        self.sem.discard_dead(id.into())
+    }
+
+    /// What the driver knows of the job with this ID now, as
+    /// [`Engine::status`](crate::Engine::status) does. The driver records
+    /// each completion at once, so a completed job is never `Live`.
+    pub fn status(&self, id: impl Into<JobId>) -> JobStatus {
+        self.sem.status(id.into(), self.clock.now())
+    }
+
+    /// Panics contained in user code other than handlers (payload drops,
+    /// the hooks): the engine's `contained_panics`.
+    pub fn contained_panics(&self) -> u64 {
+        self.sem.contained()
     }
 
     /// Dead letters dropped because the DLQ was full.

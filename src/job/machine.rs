@@ -80,6 +80,12 @@ impl<T> Semantics<T> {
         self.contained.load(Ordering::Relaxed)
     }
 
+    /// IDs the seen-ID set remembers now, live and terminal (0 with dedup
+    /// off). Takes each of its shard locks in turn.
+    pub(crate) fn seen_ids(&self) -> u64 {
+        self.seen.as_ref().map_or(0, |s| s.len() as u64)
+    }
+
     /// Dedup at submit: `true` if the job is new (its ID is now live).
     #[inline]
     pub(crate) fn admit_id(&self, env: &Envelope<T>) -> bool {

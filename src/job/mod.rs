@@ -9,6 +9,7 @@
 //! - `dlq`: the dead-letter queue and [`DeadLetter`](crate::DeadLetter).
 //! - `guard`: containment of panics from user code.
 //! - `hooks`: the `on_complete` and `on_retry` hooks.
+//! - `status`: [`JobStatus`](crate::JobStatus), and the DLQ by ID.
 //! - `driver`: the deterministic single-threaded
 //!   [`Driver`](crate::Driver).
 
@@ -21,6 +22,7 @@ pub(crate) mod keys;
 pub(crate) mod machine;
 pub(crate) mod retry;
 mod spec;
+pub(crate) mod status;
 pub(crate) mod timer;
 
 pub(crate) use spec::Schedule;

@@ -80,6 +80,12 @@ pub struct GaugeSnapshot {
     pub held: u64,
     /// Entries in the dead-letter queue.
     pub dead_letters: u64,
+    /// IDs the seen-ID set remembers: live ones, and finished ones within
+    /// their window (or past it but not yet popped: the set pops them as
+    /// later jobs end). Bounded by the live jobs plus `dedup_capacity`;
+    /// 0 with dedup off. Read without stopping the engine, one seen-shard
+    /// at a time.
+    pub seen_ids: u64,
 }
 
 /// A latency histogram's summary, in nanoseconds.
@@ -193,6 +199,7 @@ impl MetricsSnapshot {
             ("quay_live_keys", g.live_keys),
             ("quay_held", g.held),
             ("quay_dead_letters", g.dead_letters),
+            ("quay_seen_ids", g.seen_ids),
         ] {
             metrics::gauge!(name).set(v as f64);
         }

@@ -204,7 +204,7 @@ impl<T: Send + 'static> Builder<T> {
     /// A hook that sees every completed job, once, after its completion is
     /// settled: its key has moved on and its ID is on its way to dedup's
     /// record (a worker records completions in groups, so until its next
-    /// commit a status query may still call it live). It runs on the
+    /// commit [`Engine::status`] may still say `Live`). It runs on the
     /// worker that ran the job (in the [`Driver`], inside `run_next`),
     /// before that worker runs anything else, so keep it short. Its panics
     /// are contained and counted in `contained_panics`; the job stays
