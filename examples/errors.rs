@@ -119,7 +119,7 @@ fn handler_errors() {
     println!("3. JobError::retry vs JobError::fatal");
     let engine = Engine::<&'static str>::builder()
         .workers(1)
-        .max_attempts(5)
+        .max_attempts(std::num::NonZeroU32::new(5).unwrap())
         .backoff(Duration::from_millis(1), Duration::from_millis(5))
         .build(|ctx, what: &&str| match *what {
             // Fails twice (say, a timeout upstream), then succeeds.

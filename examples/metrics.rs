@@ -13,7 +13,7 @@ use std::time::Duration;
 fn main() {
     let engine = Engine::<u64>::builder()
         .workers(2)
-        .max_attempts(3)
+        .max_attempts(std::num::NonZeroU32::new(3).unwrap())
         .backoff(Duration::from_millis(1), Duration::from_millis(4))
         .build(|ctx, n: &u64| {
             // Every 10th job fails once, every 500th always: some retries
@@ -32,7 +32,7 @@ fn main() {
     for n in 0..jobs {
         let job = Job::new(n, n);
         // A third of the jobs are keyed, by user.
-        let job = if n % 3 == 0 { job.key(n % 17) } else { job };
+        let job = if n % 3 == 0 { job.keyed(n % 17) } else { job };
         engine.submit(job).unwrap();
     }
     // Let the engine come to rest: every figure is then exact.

@@ -19,7 +19,7 @@ fn main() {
     let size = thumb_size.clone();
     let engine = Engine::<String>::builder()
         .workers(1)
-        .max_attempts(3)
+        .max_attempts(std::num::NonZeroU32::new(3).unwrap())
         .backoff(Duration::from_millis(1), Duration::from_millis(4))
         .on_dead(|d| eprintln!("[on_dead hook] job {} died", d.job.id()))
         .build(move |ctx, photo: &String| {
@@ -35,7 +35,7 @@ fn main() {
         })
         .unwrap();
 
-    let job = Job::new("thumbnail:photo-7", "photo-7.jpg".to_string()).key("user-42");
+    let job = Job::new("thumbnail:photo-7", "photo-7.jpg".to_string()).keyed("user-42");
     let id = job.id();
     engine.submit(job).unwrap();
     // It will fail every attempt; wait until the engine gives up on it.

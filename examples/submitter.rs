@@ -59,14 +59,14 @@ fn main() {
                         // submitted in order by one thread.
                         let key = p * KEYS_PER_PRODUCER + i % KEYS_PER_PRODUCER;
                         let id = format!("producer-{p}:request-{i}");
-                        let job = Job::new(id.as_str(), Step { key, seq: i }).key(key);
+                        let job = Job::new(id.as_str(), Step { key, seq: i }).keyed(key);
                         match sub.submit(job).unwrap() {
                             Submitted::Accepted => accepted += 1,
                             Submitted::Duplicate => duplicates += 1,
                         }
                         if i % 50 == 49 {
                             // The client retried: same ID, nothing runs twice.
-                            let again = Job::new(id.as_str(), Step { key, seq: i }).key(key);
+                            let again = Job::new(id.as_str(), Step { key, seq: i }).keyed(key);
                             match sub.submit(again).unwrap() {
                                 Submitted::Accepted => accepted += 1,
                                 Submitted::Duplicate => duplicates += 1,

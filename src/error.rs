@@ -132,8 +132,6 @@ pub enum BuildError {
     },
     /// `pin_workers` was given an empty core list.
     EmptyCoreList,
-    /// `max_attempts` was 0.
-    MaxAttempts,
     /// `batch` was 0.
     Batch,
     /// The backoff base was greater than `max_backoff`.
@@ -208,7 +206,6 @@ impl fmt::Display for BuildError {
                 )
             }
             BuildError::EmptyCoreList => write!(f, "pin_workers: the core list is empty"),
-            BuildError::MaxAttempts => write!(f, "max_attempts: must be at least 1"),
             BuildError::Batch => write!(f, "batch: must be at least 1"),
             BuildError::Backoff { base, max } => {
                 write!(

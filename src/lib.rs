@@ -25,14 +25,14 @@
 //!     .unwrap();
 //!
 //! // Keyed: customer 7's charges run one at a time, in this order.
-//! let first = Job::new("charge:order-1", 2_500).key("customer-7");
+//! let first = Job::new("charge:order-1", 2_500).keyed("customer-7");
 //! assert_eq!(engine.submit(first).unwrap(), Submitted::Accepted);
-//! engine.submit(Job::new("charge:order-2", 990).key("customer-7")).unwrap();
+//! engine.submit(Job::new("charge:order-2", 990).keyed("customer-7")).unwrap();
 //! // Unkeyed: runs on whichever worker is free.
 //! engine.submit(Job::new("receipt:order-1", 1)).unwrap();
 //!
 //! // The client retried order 1: same ID, so nothing runs twice.
-//! let again = Job::new("charge:order-1", 2_500).key("customer-7");
+//! let again = Job::new("charge:order-1", 2_500).keyed("customer-7");
 //! assert_eq!(engine.submit(again).unwrap(), Submitted::Duplicate);
 //!
 //! // Shutdown runs what is held and accounts for every accepted job.
@@ -58,8 +58,8 @@
 //!   [`Shutdown`].
 //! - `job/`: a job and what happens to it, independent of threads: [`Job`],
 //!   [`JobId`], [`Key`], [`JobContext`], the state machine, per-key queues,
-//!   timers, [`RetryPolicy`], the DLQ ([`DeadLetter`]) and the
-//!   deterministic [`Driver`].
+//!   timers, [`RetryPolicy`], the DLQ ([`DeadLetter`]), [`JobStatus`] and
+//!   the deterministic [`Driver`].
 //! - `dedup/`: the seen-ID set and its open-addressed table.
 //! - `sync/`: the lock-free building blocks: the MPMC ring, the parker, the
 //!   sleep/wake protocol ([`IdleStrategy`]), the capacity gate.
@@ -89,8 +89,9 @@ pub use clock::{Clock, ManualClock, Timestamp};
 pub use error::{BuildError, JobError, RedriveError, SubmitError, Submitted};
 pub use job::dlq::DeadLetter;
 pub use job::driver::{Driver, Step};
-pub use job::machine::{Gauges, Settled};
+pub use job::machine::{DriverGauges, Settled};
 pub use job::retry::RetryPolicy;
+pub use job::status::JobStatus;
 pub use job::{Job, JobContext, JobId, Key};
 pub use observe::counts::Counts;
 pub use observe::hgrm::{write_hgrm, IntervalLog};

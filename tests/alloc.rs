@@ -50,7 +50,7 @@ fn run_and_count(idle: IdleStrategy, keyed: bool) -> u64 {
     let submit = |from: u64, to: u64| {
         for n in from..to {
             let job = Job::new(n, n);
-            let job = if keyed { job.key(n % 64) } else { job };
+            let job = if keyed { job.keyed(n % 64) } else { job };
             engine.submit(job).unwrap();
         }
         while engine.counts().held != 0 {

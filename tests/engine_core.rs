@@ -137,7 +137,7 @@ fn shutdown_now_returns_exactly_the_jobs_that_did_not_run() {
     }
     for n in 500..600u64 {
         // Keyed jobs go through the owner's inbox: returned too.
-        engine.submit(Job::new(n, n).key(n % 7)).unwrap();
+        engine.submit(Job::new(n, n).keyed(n % 7)).unwrap();
     }
     let opener = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(30));
@@ -367,7 +367,7 @@ fn blocking_submit_waits_when_rings_fill_before_capacity() {
                 for i in 0..5_000u64 {
                     let n = p * 10_000 + i;
                     let job = if i % 2 == 0 {
-                        Job::new(n, n).key(n % 5)
+                        Job::new(n, n).keyed(n % 5)
                     } else {
                         Job::new(n, n)
                     };

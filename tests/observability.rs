@@ -5,6 +5,7 @@ use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::Histogram;
 use quay::{write_hgrm, Engine, IntervalLog, Job, JobError};
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 #[test]
@@ -78,7 +79,7 @@ fn counters_add_up_after_a_run_with_faults() {
     let engine = Engine::<u64>::builder()
         .workers(2)
         .pin_workers(false)
-        .max_attempts(3)
+        .max_attempts(NonZeroU32::new(3).unwrap())
         .backoff(Duration::from_micros(1), Duration::from_micros(20))
         .build(|ctx, &n| match (n % 10, ctx.attempt()) {
             (0, 1) => Err(JobError::retry("transient")),

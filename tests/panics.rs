@@ -6,6 +6,7 @@ mod common;
 
 use common::wait_for;
 use quay::{BatchOutcome, Engine, Job, JobError, Submitted};
+use std::num::NonZeroU32;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -113,7 +114,7 @@ fn a_panicking_on_dead_hook_is_contained() {
     let engine = Engine::<u64>::builder()
         .workers(1)
         .pin_workers(false)
-        .max_attempts(1)
+        .max_attempts(NonZeroU32::new(1).unwrap())
         .on_dead(|_| panic!("the hook panics"))
         .build(move |_, &n| {
             if n == 0 {

@@ -9,6 +9,7 @@ use quay::{
     BatchOutcome, Engine, IdleStrategy, Job, JobError, RedriveError, SubmitError, Submitted,
 };
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Barrier, Mutex};
@@ -195,7 +196,7 @@ fn a_submit_from_a_handler_never_deadlocks_its_worker() {
                 // at once instead of waiting on the worker running it.
                 let sub = c.lock().unwrap().clone().unwrap();
                 for m in 1..=10u64 {
-                    match sub.submit(Job::new(m, m).key(7u64)) {
+                    match sub.submit(Job::new(m, m).keyed(7u64)) {
                         Ok(Submitted::Accepted) => {}
                         Err(SubmitError::Full(_)) => break,
                         other => panic!("{other:?}"),
@@ -206,7 +207,7 @@ fn a_submit_from_a_handler_never_deadlocks_its_worker() {
         })
         .unwrap();
     *cell.lock().unwrap() = Some(engine.submitter());
-    engine.submit(Job::new(0u64, 0).key(7u64)).unwrap();
+    engine.submit(Job::new(0u64, 0).keyed(7u64)).unwrap();
     wait_for(|| engine.counts().held == 0);
     drop(cell.lock().unwrap().take());
     assert_eq!(*order.lock().unwrap(), (0..=2).collect::<Vec<u64>>());
@@ -267,7 +268,7 @@ fn a_refused_redrive_leaves_the_dead_letter_as_it_was() {
         .pin_workers(false)
         .ring_capacity(2)
         .capacity(1)
-        .max_attempts(2)
+        .max_attempts(NonZeroU32::new(2).unwrap())
         .backoff(Duration::from_millis(1), Duration::from_millis(1))
         .build(move |_, &n| match n {
             10 | 11 => Err(JobError::retry(format!("boom {n}"))),
@@ -312,7 +313,7 @@ fn a_refused_redrive_leaves_the_dead_letter_as_it_was() {
         .pin_workers(false)
         .ring_capacity(2)
         .capacity(100)
-        .max_attempts(1)
+        .max_attempts(NonZeroU32::new(1).unwrap())
         .build(move |_, &n| {
             if n == 9 {
                 return Err(JobError::fatal("no"));
@@ -344,12 +345,12 @@ fn batch_reports_each_job_and_refuses_a_suffix() {
     let (engine, latch) = held_engine(4, 5);
     engine.submit(Job::new(100u64, 0)).unwrap();
     let jobs = vec![
-        Job::new(1u64, 1).key(1u64),
+        Job::new(1u64, 1).keyed(1u64),
         Job::new(100u64, 0), // a duplicate of the running job
         Job::new(2u64, 2),
-        Job::new(3u64, 3).key(1u64),
-        Job::new(4u64, 4).key(1u64),
-        Job::new(5u64, 5).key(1u64),
+        Job::new(3u64, 3).keyed(1u64),
+        Job::new(4u64, 4).keyed(1u64),
+        Job::new(5u64, 5).keyed(1u64),
         Job::new(6u64, 6),
     ];
     let rep = engine.submit_batch(jobs);
@@ -400,18 +401,20 @@ fn shutdown_returns_each_keys_jobs_in_accept_order() {
             _ => Ok(()),
         })
         .unwrap();
-    engine.submit(Job::new(0u64, 0).key(1u64)).unwrap();
+    engine.submit(Job::new(0u64, 0).keyed(1u64)).unwrap();
     wait_for(|| engine.metrics().counters.retried == 1);
     // Key 1's followers reach the key table (the worker is free) ...
     for n in 1..=6u64 {
-        engine.submit(Job::new(n, n).key(1u64)).unwrap();
+        engine.submit(Job::new(n, n).keyed(1u64)).unwrap();
     }
     wait_for(|| engine.metrics().gauges.key_waiting == 6);
     // ... key 2's wait in the inbox and the overflow behind a held worker.
-    engine.submit(Job::new(100u64, 100).key(2u64)).unwrap();
+    engine.submit(Job::new(100u64, 100).keyed(2u64)).unwrap();
     started_rx.recv().unwrap();
     for n in 1..=6u64 {
-        engine.submit(Job::new(100 + n, 100 + n).key(2u64)).unwrap();
+        engine
+            .submit(Job::new(100 + n, 100 + n).keyed(2u64))
+            .unwrap();
     }
     let opener = std::thread::spawn(move || latch.open());
     let report = engine.shutdown_now();

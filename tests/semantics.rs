@@ -148,7 +148,7 @@ fn t05_per_key_order_with_four_producers_and_random_retries() {
         .workers(3)
         .pin_workers(false)
         .backoff(Duration::from_micros(1), Duration::from_micros(50))
-        .max_attempts(20)
+        .max_attempts(NonZeroU32::new(20).unwrap())
         .build(move |ctx, &(key, seq)| {
             if b[key as usize].swap(true, Ordering::AcqRel) {
                 o.fetch_add(1, Ordering::Relaxed);
@@ -173,7 +173,7 @@ fn t05_per_key_order_with_four_producers_and_random_retries() {
                     // Keys are owned by one producer, so its submit order is
                     // the key's accept order.
                     let key = p * KEYS + i % KEYS;
-                    sub.submit(Job::new(p << 32 | i, (key, i)).key(key))
+                    sub.submit(Job::new(p << 32 | i, (key, i)).keyed(key))
                         .unwrap();
                 }
             });
@@ -225,9 +225,9 @@ fn t06_a_retrying_key_does_not_block_another_key_on_its_shard() {
             Ok(())
         })
         .unwrap();
-    engine.submit(Job::new(1u64, "a1").key("A")).unwrap();
-    engine.submit(Job::new(2u64, "a2").key("A")).unwrap();
-    engine.submit(Job::new(3u64, "b1").key("B")).unwrap();
+    engine.submit(Job::new(1u64, "a1").keyed("A")).unwrap();
+    engine.submit(Job::new(2u64, "a2").keyed("A")).unwrap();
+    engine.submit(Job::new(3u64, "b1").keyed("B")).unwrap();
     wait_for(|| done.lock().unwrap().contains(&"b1"));
     assert_eq!(
         *done.lock().unwrap(),
@@ -247,7 +247,7 @@ fn t07_attempts_never_exceed_max_attempts() {
     let engine = Engine::<u64>::builder()
         .workers(2)
         .pin_workers(false)
-        .max_attempts(3)
+        .max_attempts(NonZeroU32::new(3).unwrap())
         .backoff(Duration::from_micros(1), Duration::from_micros(10))
         .build(move |ctx, _| {
             m.fetch_max(ctx.attempt(), Ordering::Relaxed);
@@ -274,7 +274,7 @@ fn t08_backoff_delays_stay_within_bounds() {
     let max = Duration::from_secs(2);
     let mut d = Engine::<()>::builder()
         .backoff(base, max)
-        .max_attempts(8)
+        .max_attempts(NonZeroU32::new(8).unwrap())
         .seed(99)
         .driver()
         .unwrap();
@@ -337,7 +337,10 @@ fn t10_a_panic_is_retried() {
     let report = engine.shutdown();
     assert_eq!((report.counts.completed, report.counts.retried), (1, 1));
     // The panic's message is kept as the attempt's error.
-    let mut d = Engine::<u8>::builder().max_attempts(1).driver().unwrap();
+    let mut d = Engine::<u8>::builder()
+        .max_attempts(NonZeroU32::new(1).unwrap())
+        .driver()
+        .unwrap();
     d.submit(Job::new(1u64, 0)).unwrap();
     let step = d.run_next(|_, _| panic!("boom")).unwrap();
     assert!(step.panicked);
@@ -434,7 +437,7 @@ fn t13_delayed_jobs_never_start_early() {
         .submit(Job::new(2u64, 2).run_at(quay::Timestamp::from_nanos(5_000_000_000)))
         .unwrap();
     engine
-        .submit(Job::new(3u64, 3).key("k").delay(Duration::from_secs(7)))
+        .submit(Job::new(3u64, 3).keyed("k").delay(Duration::from_secs(7)))
         .unwrap();
     for _ in 0..20 {
         clock.advance(Duration::from_millis(500));
@@ -470,15 +473,17 @@ fn t14_shutdown_now_leftovers_are_exact() {
     engine.submit(Job::new(1u64, "ok-1")).unwrap();
     engine.submit(Job::new(2u64, "flaky-unkeyed")).unwrap();
     engine
-        .submit(Job::new(3u64, "flaky-keyed").key("K"))
+        .submit(Job::new(3u64, "flaky-keyed").keyed("K"))
         .unwrap();
     engine
-        .submit(Job::new(4u64, "behind-key").key("K"))
+        .submit(Job::new(4u64, "behind-key").keyed("K"))
         .unwrap();
     engine
         .submit(Job::new(5u64, "delayed").delay(Duration::from_secs(3600)))
         .unwrap();
-    engine.submit(Job::new(6u64, "ok-2").key("other")).unwrap();
+    engine
+        .submit(Job::new(6u64, "ok-2").keyed("other"))
+        .unwrap();
     wait_for(|| {
         let c = engine.counts();
         c.completed == 2 && c.retried == 2
@@ -502,7 +507,7 @@ fn t15_conservation_after_a_randomized_run() {
         .pin_workers(false)
         .capacity(2_000)
         .backoff(Duration::from_micros(1), Duration::from_micros(100))
-        .max_attempts(3)
+        .max_attempts(NonZeroU32::new(3).unwrap())
         .dlq_capacity(100_000)
         .build(|ctx, &n| {
             let h = (n ^ (ctx.attempt() as u64) << 40).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56;
@@ -526,7 +531,7 @@ fn t15_conservation_after_a_randomized_run() {
                         let n = (p * 4_000 + i) % 16_000;
                         let mut job = Job::new(n, n);
                         if n % 3 == 0 {
-                            job = job.key(n % 17);
+                            job = job.keyed(n % 17);
                         }
                         if n % 11 == 0 {
                             job = job.delay(Duration::from_micros(n % 300));

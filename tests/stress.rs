@@ -7,6 +7,7 @@
 //! --ignored --nocapture` (figures in docs/verification.md).
 
 use quay::{Engine, Job, JobError, Submitted};
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
@@ -91,7 +92,7 @@ fn run(s: Soak) -> Figures {
         .workers(s.workers)
         .pin_workers(false)
         .capacity(16_384)
-        .max_attempts(6)
+        .max_attempts(NonZeroU32::new(6).unwrap())
         .backoff(Duration::from_micros(1), Duration::from_micros(200))
         // Resubmits follow their original at once, well within the window
         // and the capacity: each must be a duplicate, so a second success
@@ -152,7 +153,7 @@ fn run(s: Soak) -> Figures {
                         let make = || {
                             let mut job = Job::new(seq, Task { seq, key });
                             if let Some((k, _)) = key {
-                                job = job.key(k);
+                                job = job.keyed(k);
                             }
                             if r % 97 == 0 {
                                 job = job.delay(Duration::from_micros(r % 100));

@@ -209,7 +209,7 @@ pub fn quay_run(shape: Shape, n: u64, idle: IdleStrategy) -> Duration {
 fn job(i: u64, keys: u64) -> Job<u64> {
     let j = Job::new(mix(i), i);
     if keys > 0 {
-        j.key(i % keys)
+        j.keyed(i % keys)
     } else {
         j
     }

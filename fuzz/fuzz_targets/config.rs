@@ -7,6 +7,7 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use quay::{BuildError, Engine, IdleStrategy};
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 #[derive(Arbitrary, Debug)]
@@ -43,10 +44,13 @@ fuzz_target!(|s: Settings| {
         .dedup(s.dedup)
         .dedup_window(Duration::from_millis(s.dedup_window_ms as u64))
         .dedup_capacity(s.dedup_capacity as usize)
-        .max_attempts(s.max_attempts)
         .backoff(Duration::from_micros(s.base_us), Duration::from_micros(s.max_us))
         .dlq_capacity(s.dlq_capacity as usize)
         .seed(s.seed);
+    // `max_attempts` takes a `NonZeroU32`: 0 cannot be expressed.
+    if let Some(n) = NonZeroU32::new(s.max_attempts) {
+        b = b.max_attempts(n);
+    }
     if let Some(w) = s.workers {
         b = b.workers(w as usize);
     }
@@ -62,7 +66,6 @@ fuzz_target!(|s: Settings| {
             assert!(s.capacity >= 1 && s.capacity <= BuildError::MAX_CAPACITY);
             let r = s.ring_capacity as usize;
             assert!(r >= 2 && r.is_power_of_two() && r <= BuildError::MAX_RING_CAPACITY);
-            assert!(s.max_attempts >= 1);
             assert!(s.base_us <= s.max_us);
             assert!(s.dlq_capacity >= 1);
         }
@@ -79,7 +82,6 @@ fuzz_target!(|s: Settings| {
                 BuildError::Batch => assert_eq!(s.batch, 0),
                 BuildError::Capacity(c) => assert_eq!(c, s.capacity),
                 BuildError::RingCapacity(r) => assert_eq!(r, s.ring_capacity as usize),
-                BuildError::MaxAttempts => assert_eq!(s.max_attempts, 0),
                 BuildError::Backoff { .. } => assert!(s.base_us > s.max_us),
                 BuildError::DlqCapacity => assert_eq!(s.dlq_capacity, 0),
                 BuildError::DedupCapacity => assert_eq!(s.dedup_capacity, 0),

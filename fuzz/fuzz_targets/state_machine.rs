@@ -11,6 +11,7 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use quay::{Engine, Job, JobError, RedriveError, Settled, SubmitError, Submitted};
 use std::collections::{HashMap, VecDeque};
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 const WINDOW_MS: u64 = 100;
@@ -105,7 +106,7 @@ fuzz_target!(|ops: Vec<Op>| {
     }));
     let mut d = Engine::<u64>::builder()
         .capacity(CAPACITY as u64)
-        .max_attempts(MAX_ATTEMPTS)
+        .max_attempts(NonZeroU32::new(MAX_ATTEMPTS).unwrap())
         .dedup_window(Duration::from_millis(WINDOW_MS))
         .dedup_capacity(100_000)
         .dlq_capacity(DLQ)
@@ -120,7 +121,7 @@ fuzz_target!(|ops: Vec<Op>| {
                 let (id, key) = (id as u64 % 8, key.map(|k| k as u64 % 3));
                 let mut job = Job::new(id, id);
                 if let Some(k) = key {
-                    job = job.key(k);
+                    job = job.keyed(k);
                 }
                 if let Some(ms) = delay_ms {
                     job = job.delay(Duration::from_millis(ms as u64 % 20));
@@ -235,7 +236,7 @@ fuzz_target!(|ops: Vec<Op>| {
         let dlq: Vec<(u64, Option<u64>)> = d
             .dead_letters()
             .iter()
-            .map(|dl| (*dl.job.payload(), dl.job.group_key().map(|k| k.as_u64())))
+            .map(|dl| (*dl.job.payload(), dl.job.key().map(|k| k.as_u64())))
             .collect();
         assert_eq!(dlq, m.dlq.iter().copied().collect::<Vec<_>>(), "DLQ contents");
     }

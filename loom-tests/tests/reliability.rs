@@ -25,6 +25,7 @@ use quay::{
     BatchOutcome, Engine, IdleStrategy, Job, JobError, ManualClock, RedriveError, SubmitError,
     Submitted,
 };
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 /// Spins (yielding to loom) until `flag` is set.
@@ -135,8 +136,8 @@ fn keyed_retry_on_a_manual_clock() {
                 Ok(())
             })
             .unwrap();
-        engine.try_submit(Job::new(1u64, 1).key(5u64)).unwrap();
-        engine.try_submit(Job::new(2u64, 2).key(5u64)).unwrap();
+        engine.try_submit(Job::new(1u64, 1).keyed(5u64)).unwrap();
+        engine.try_submit(Job::new(2u64, 2).keyed(5u64)).unwrap();
         let c = engine.shutdown().counts;
         assert_eq!((c.completed, c.retried), (2, 1), "{c:?}");
         assert_eq!(*log.lock().unwrap(), [(1, 1), (1, 2), (2, 1)]);
@@ -228,7 +229,7 @@ fn redrive_races_submit() {
             .idle(IdleStrategy::Park)
             .ring_capacity(2)
             .capacity(2)
-            .max_attempts(1)
+            .max_attempts(NonZeroU32::new(1).unwrap())
             .dedup_window(Duration::ZERO)
             .build(move |_, _| {
                 // Dies the first time only.

@@ -74,7 +74,7 @@ fn one_worker_keyed() {
         let submitter = engine.submitter();
         let producer = thread::spawn(move || {
             submitter
-                .try_submit(Job::new(1u64, 1).key(7u64))
+                .try_submit(Job::new(1u64, 1).keyed(7u64))
                 .map_err(|e| format!("{e:?}"))
         });
         assert_eq!(producer.join().unwrap(), Ok(Submitted::Accepted));
@@ -127,7 +127,7 @@ fn two_workers_keyed_owner_only() {
         let engine = engine(2, &ran);
         assert_eq!(
             engine
-                .try_submit(Job::new(1u64, 1).key(7u64))
+                .try_submit(Job::new(1u64, 1).keyed(7u64))
                 .map_err(|e| format!("{e:?}")),
             Ok(Submitted::Accepted)
         );

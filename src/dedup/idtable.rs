@@ -196,7 +196,6 @@ impl IdTable {
     }
 
     /// IDs held.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len
     }
@@ -226,7 +225,6 @@ impl IdTable {
 
     /// The state of `id`, if present.
     #[inline]
-    #[cfg(test)]
     pub(crate) fn get(&self, key: Hashed) -> Option<u64> {
         self.probe(key).ok().map(|i| self.slots[i].state)
     }

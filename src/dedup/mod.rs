@@ -8,4 +8,5 @@
 pub(crate) mod idtable;
 mod seen;
 
+pub(crate) use seen::Known;
 pub use seen::{DedupConfig, SeenSet};

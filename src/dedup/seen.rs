@@ -76,6 +76,17 @@ struct Shard {
     last: u64,
 }
 
+/// What [`SeenSet::lookup`] finds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Known {
+    /// Never seen, forgotten, or past its window.
+    Absent,
+    /// Accepted and not yet terminal.
+    Live,
+    /// Terminal within the window.
+    Ended,
+}
+
 /// Dedup settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DedupConfig {
@@ -330,6 +341,21 @@ impl SeenSet {
         revived
     }
 
+    /// What the set knows of `id` at `now`, changing nothing: live,
+    /// ended within the window (a submit would be a duplicate), or neither.
+    /// Takes the ID's shard lock, as a submit does.
+    pub(crate) fn lookup(&self, id: JobId, now: Timestamp) -> Known {
+        let k = self.hashed(id);
+        let state = relock(self.shards[self.shard_of(k)].lock.lock()).map.get(k);
+        match state {
+            None => Known::Absent,
+            Some(LIVE) => Known::Live,
+            // The test `try_insert` makes.
+            Some(st) if now.as_nanos().saturating_sub(ended_at(st)) < self.window => Known::Ended,
+            Some(_) => Known::Absent,
+        }
+    }
+
     /// Whether a job with `id` is live.
     #[cfg(test)]
     pub(crate) fn is_live(&self, id: JobId) -> bool {
@@ -454,8 +480,9 @@ impl SeenSet {
             .sum()
     }
 
-    /// IDs remembered now, live and terminal (takes every shard's lock).
-    #[cfg(test)]
+    /// IDs remembered now, live and terminal (takes every shard's lock,
+    /// one after another). A terminal ID whose window has passed counts
+    /// until a later ending in its shard pops it.
     pub(crate) fn len(&self) -> usize {
         self.shards
             .iter()

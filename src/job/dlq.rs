@@ -133,6 +133,11 @@ impl<T> Dlq<T> {
         relock(self.entries.lock()).drain(..).collect()
     }
 
+    /// Whether an entry has this ID.
+    pub(crate) fn contains(&self, id: JobId) -> bool {
+        relock(self.entries.lock()).iter().any(|d| d.job.id == id)
+    }
+
     /// The IDs of every entry, oldest first.
     pub(crate) fn ids(&self) -> Vec<JobId> {
         relock(self.entries.lock())

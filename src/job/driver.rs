@@ -10,9 +10,10 @@
 //!
 //! ```
 //! use quay::{Engine, Job, JobError, Settled};
+//! use std::num::NonZeroU32;
 //! use std::time::Duration;
 //!
-//! let mut d = Engine::<&str>::builder().max_attempts(2).driver().unwrap();
+//! let mut d = Engine::<&str>::builder().max_attempts(NonZeroU32::new(2).unwrap()).driver().unwrap();
 //! d.submit(Job::new(1u64, "flaky")).unwrap();
 //! let step = d.run_next(|_, _| Err(JobError::retry("smtp timeout"))).unwrap();
 //! assert_eq!(step.settled, Settled::Retrying);
@@ -27,7 +28,8 @@ use crate::clock::{Clock, ManualClock, Timestamp};
 use crate::error::{JobError, RedriveError, SubmitError, Submitted};
 use crate::job::dlq::{DeadLetter, OnDead};
 use crate::job::envelope::Envelope;
-use crate::job::machine::{attempt, Gauges, Semantics, Settled, ShardCore};
+use crate::job::machine::{attempt, DriverGauges, Semantics, Settled, ShardCore};
+use crate::job::status::JobStatus;
 use crate::job::{Job, JobContext, JobId, Key};
 use crate::observe::counts::Counts;
 use crate::runtime::config::Config;
@@ -128,10 +130,10 @@ impl<T> Driver<T> {
         }
         self.core.fire(self.clock.now());
         let mut env = self.core.pop_ready()?;
-        let ctx = env.begin_attempt(0);
+        let ctx = env.begin_attempt(0, self.sem.max_attempts);
         let (result, panicked) = attempt(|| handler(&ctx, &env.job.payload));
         let now = self.clock.now();
-        let settled = self.core.settle(&self.sem, env, result, now);
+        let settled = self.core.settle(&self.sem, env, &ctx, result, now);
         self.core.commit_finished(&self.sem, now);
         match settled {
             Settled::Completed => self.counts.completed += 1,
@@ -172,6 +174,31 @@ impl<T> Driver<T> {
     /// Empties the dead-letter queue.
     pub fn drain_dead(&mut self) -> Vec<DeadLetter<T>> {
         self.sem.dlq.drain()
+    }
+
+    /// Takes the newest dead letter with this ID out of the DLQ, as
+    /// [`Engine::take_dead`](crate::Engine::take_dead) does.
+    pub fn take_dead(&mut self, id: impl Into<JobId>) -> Option<DeadLetter<T>> {
+        self.sem.take_dead(id.into())
+    }
+
+    /// Removes the newest dead letter with this ID from the DLQ and drops
+    /// it, as [`Engine::discard_dead`](crate::Engine::discard_dead) does.
+    pub fn discard_dead(&mut self, id: impl Into<JobId>) -> bool {
+        self.sem.discard_dead(id.into())
+    }
+
+    /// What the driver knows of the job with this ID now, as
+    /// [`Engine::status`](crate::Engine::status) does. The driver records
+    /// each completion at once, so a completed job is never `Live`.
+    pub fn status(&self, id: impl Into<JobId>) -> JobStatus {
+        self.sem.status(id.into(), self.clock.now())
+    }
+
+    /// Panics contained in user code other than handlers (payload drops,
+    /// the hooks): the engine's `contained_panics`.
+    pub fn contained_panics(&self) -> u64 {
+        self.sem.contained()
     }
 
     /// Dead letters dropped because the DLQ was full.
@@ -218,8 +245,9 @@ impl<T> Driver<T> {
         left.into_iter().map(|e| e.job).collect()
     }
 
-    /// Jobs held by state, and live keys.
-    pub fn gauges(&self) -> Gauges {
+    /// Jobs held by state, and live keys: see [`DriverGauges`] for how
+    /// they relate to an engine's [`GaugeSnapshot`](crate::GaugeSnapshot).
+    pub fn gauges(&self) -> DriverGauges {
         self.core.gauges()
     }
 

@@ -47,10 +47,12 @@ impl<T> Envelope<T> {
     }
 
     /// Starts an attempt on `worker`: counts it and returns the context
-    /// the handler sees.
-    pub(crate) fn begin_attempt(&mut self, worker: usize) -> JobContext {
+    /// the handler sees. `default_max` is the engine's `max_attempts`, for
+    /// a job that does not set its own.
+    pub(crate) fn begin_attempt(&mut self, worker: usize, default_max: u32) -> JobContext {
         self.attempts += 1;
         JobContext {
+            max_attempts: self.job.max_attempts_or(default_max),
             id: self.job.id,
             key: self.job.key,
             attempt: self.attempts,

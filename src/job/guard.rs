@@ -1,8 +1,9 @@
 //! Containment of panics from user code.
 //!
 //! quay calls user code in a handful of places: the handler, the payload's
-//! `Drop` (when a job completes, is a duplicate, or is pushed out of a full
-//! DLQ), the `on_dead` hook, and the iterator given to `submit_batch`.
+//! `Drop` (when a job completes, is a duplicate, is pushed out of a full
+//! DLQ, or is discarded from it), the `on_dead`, `on_complete` and
+//! `on_retry` hooks, and the iterator given to `submit_batch`.
 //! Every such call on a worker thread goes through this file, so that a
 //! panic there is an event to count, never the death of a worker (which
 //! would take its capacity, its private jobs and its inbox with it). A

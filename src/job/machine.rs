@@ -21,9 +21,11 @@ use crate::dedup::SeenSet;
 use crate::error::JobError;
 use crate::job::dlq::{DeadLetter, Dlq};
 use crate::job::envelope::Envelope;
+use crate::job::hooks::Hooks;
 use crate::job::keys::KeyTable;
 use crate::job::retry::{decide, Decision, RetryPolicy, Rng};
 use crate::job::timer::{Timer, Waiting};
+use crate::job::JobContext;
 use crate::loom::sync::atomic::{AtomicU64, Ordering};
 use std::collections::VecDeque;
 
@@ -34,8 +36,10 @@ pub(crate) struct Semantics<T> {
     pub(crate) dlq: Dlq<T>,
     pub(crate) retry: RetryPolicy,
     pub(crate) max_attempts: u32,
+    /// `on_complete` and `on_retry` (`on_dead` is the DLQ's).
+    hooks: Hooks,
     /// Panics from user code other than handlers (payload drops, the
-    /// `on_dead` hook) contained so far.
+    /// hooks) contained so far.
     contained: AtomicU64,
 }
 
@@ -49,6 +53,7 @@ impl<T> Semantics<T> {
             dlq: Dlq::new(config.dlq_capacity, on_dead),
             retry: config.retry,
             max_attempts: config.max_attempts,
+            hooks: config.hooks.clone(),
             contained: AtomicU64::new(0),
         }
     }
@@ -70,9 +75,15 @@ impl<T> Semantics<T> {
         }
     }
 
-    /// Panics from payload drops and the `on_dead` hook contained so far.
+    /// Panics from payload drops and the hooks contained so far.
     pub(crate) fn contained(&self) -> u64 {
         self.contained.load(Ordering::Relaxed)
+    }
+
+    /// IDs the seen-ID set remembers now, live and terminal (0 with dedup
+    /// off). Takes each of its shard locks in turn.
+    pub(crate) fn seen_ids(&self) -> u64 {
+        self.seen.as_ref().map_or(0, |s| s.len() as u64)
     }
 
     /// Dedup at submit: `true` if the job is new (its ID is now live).
@@ -126,7 +137,12 @@ impl<T> Semantics<T> {
     }
 }
 
-/// Where an attempt left its job.
+/// Where an attempt left its job: [`Step::settled`](crate::Step::settled),
+/// as reported by [`Driver::run_next`](crate::Driver::run_next).
+///
+/// `Completed` and `Dead` are terminal (the job's capacity is free, its ID
+/// remembered by dedup); `Retrying` is not (the job waits in the timer for
+/// its backoff, and runs again once the clock reaches it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Settled {
     /// The handler returned `Ok`: terminal.
@@ -255,12 +271,17 @@ impl<T> ShardCore<T> {
         self.timer.next_due()
     }
 
-    /// An attempt of `env` (its `attempts` already counts it) ended with
-    /// `result` at `now`: retry, complete or bury it.
+    /// An attempt of `env` (its `attempts` already counts it), whose
+    /// handler saw `ctx`, ended with `result` at `now`: retry, complete or
+    /// bury it. Once the new state is recorded, the matching hook sees it
+    /// (`on_complete`, `on_retry`; `on_dead` runs as the DLQ takes the
+    /// job), through the guard: a panic there is counted, and changes
+    /// nothing about the job.
     pub(crate) fn settle(
         &mut self,
         sem: &Semantics<T>,
         mut env: Envelope<T>,
+        ctx: &JobContext,
         result: Result<(), JobError>,
         now: Timestamp,
     ) -> Settled {
@@ -268,11 +289,14 @@ impl<T> ShardCore<T> {
             Ok(()) => {
                 self.conclude(sem, &env, now, Record::AtCommit);
                 sem.drop_user(env);
+                if sem.hooks.completed(ctx) {
+                    sem.count_contained(1);
+                }
                 return Settled::Completed;
             }
             Err(e) => e,
         };
-        let max = env.job.max_attempts.map_or(sem.max_attempts, |n| n.get());
+        let max = env.job.max_attempts_or(sem.max_attempts);
         let decision = decide(&err, env.attempts, max, &sem.retry, &mut self.rng);
         env.record_error(err.to_string());
         match decision {
@@ -280,6 +304,9 @@ impl<T> ShardCore<T> {
                 env.ready_at = now.saturating_add(d);
                 // The key (if any) stays busy: it waits with its job.
                 self.timer.insert(env.ready_at, env);
+                if sem.hooks.retrying(ctx, &err, d) {
+                    sem.count_contained(1);
+                }
                 Settled::Retrying
             }
             Decision::Dead => {
@@ -314,8 +341,8 @@ impl<T> ShardCore<T> {
     }
 
     /// How many jobs this core holds, by state.
-    pub(crate) fn gauges(&self) -> Gauges {
-        Gauges {
+    pub(crate) fn gauges(&self) -> DriverGauges {
+        DriverGauges {
             ready: self.ready.len(),
             key_waiting: self.keys.queued(),
             delayed: self.timer.count(Waiting::Delayed),
@@ -335,9 +362,17 @@ impl<T> ShardCore<T> {
     }
 }
 
-/// How many jobs a shard's owner holds privately, by state.
+/// How many jobs a [`Driver`](crate::Driver) holds, by state: what
+/// [`Driver::gauges`](crate::Driver::gauges) returns.
+///
+/// These are the figures one shard's owner keeps privately. An engine's
+/// [`GaugeSnapshot`](crate::GaugeSnapshot) sums the same figures over its
+/// workers (`key_waiting`, `delayed`, `retry_waiting`, `live_keys`; `ready`
+/// is part of its `queued_per_shard`), beside figures a driver does not
+/// have (`held`, `dead_letters` and the like: see [`Driver::counts`](crate::Driver::counts)
+/// and [`Driver::dead_letters`](crate::Driver::dead_letters)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Gauges {
+pub struct DriverGauges {
     /// Runnable, owner-only (keyed heads, due timers).
     pub ready: usize,
     /// Waiting behind a busy key.

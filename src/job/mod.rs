@@ -8,6 +8,8 @@
 //! - `retry`: [`RetryPolicy`](crate::RetryPolicy) and the backoff decision.
 //! - `dlq`: the dead-letter queue and [`DeadLetter`](crate::DeadLetter).
 //! - `guard`: containment of panics from user code.
+//! - `hooks`: the `on_complete` and `on_retry` hooks.
+//! - `status`: [`JobStatus`](crate::JobStatus), and the DLQ by ID.
 //! - `driver`: the deterministic single-threaded
 //!   [`Driver`](crate::Driver).
 
@@ -15,10 +17,12 @@ pub(crate) mod dlq;
 pub(crate) mod driver;
 pub(crate) mod envelope;
 pub(crate) mod guard;
+pub(crate) mod hooks;
 pub(crate) mod keys;
 pub(crate) mod machine;
 pub(crate) mod retry;
 mod spec;
+pub(crate) mod status;
 pub(crate) mod timer;
 
 pub(crate) use spec::Schedule;

@@ -48,7 +48,7 @@ impl RetryPolicy {
     }
 
     /// The delay after failed attempt `attempt`, drawn from `rng`.
-    pub fn delay(&self, attempt: u32, rng: &mut Rng) -> Duration {
+    pub(crate) fn delay(&self, attempt: u32, rng: &mut Rng) -> Duration {
         let cap = crate::clock::duration_nanos(self.cap(attempt));
         if !self.jitter || cap == 0 {
             return Duration::from_nanos(cap);
@@ -65,16 +65,16 @@ impl RetryPolicy {
 /// A small seedable RNG (SplitMix64, Steele et al., OOPSLA 2014): one per
 /// worker, seeded from the engine's seed and the worker's index.
 #[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
     /// An RNG with this seed.
-    pub fn new(seed: u64) -> Rng {
+    pub(crate) fn new(seed: u64) -> Rng {
         Rng(seed)
     }
 
     /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -83,7 +83,7 @@ impl Rng {
     }
 
     /// Uniform in `0..n` (`n > 0`), by Lemire's multiply-shift.
-    pub fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         ((self.next_u64() as u128 * n as u128) >> 64) as u64
     }
 }

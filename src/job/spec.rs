@@ -161,7 +161,7 @@ pub(crate) enum Schedule {
 /// use quay::Job;
 /// use std::time::Duration;
 /// let job = Job::new("welcome-email:42", "alice@example.com")
-///     .key("user:42")
+///     .keyed("user:42")
 ///     .delay(Duration::from_millis(5));
 /// assert_eq!(job.payload(), &"alice@example.com");
 /// ```
@@ -186,8 +186,8 @@ impl<T> Job<T> {
     }
 
     /// Puts the job in a group: jobs with one key run one at a time, in
-    /// accept order.
-    pub fn key(mut self, key: impl Into<Key>) -> Job<T> {
+    /// accept order. [`Job::key`] reads it back.
+    pub fn keyed(mut self, key: impl Into<Key>) -> Job<T> {
         self.key = Some(key.into());
         self
     }
@@ -215,8 +215,14 @@ impl<T> Job<T> {
         self.id
     }
 
-    /// The job's group key, if any.
-    pub fn group_key(&self) -> Option<Key> {
+    /// The job's attempt limit: its own, or else `default` (the engine's).
+    #[inline]
+    pub(crate) fn max_attempts_or(&self, default: u32) -> u32 {
+        self.max_attempts.map_or(default, NonZeroU32::get)
+    }
+
+    /// The job's group key, if any (set with [`Job::keyed`]).
+    pub fn key(&self) -> Option<Key> {
         self.key
     }
 
@@ -250,6 +256,7 @@ pub struct JobContext {
     pub(crate) attempt: u32,
     pub(crate) accepted_at: Timestamp,
     pub(crate) worker: usize,
+    pub(crate) max_attempts: u32,
 }
 
 impl JobContext {
@@ -276,5 +283,19 @@ impl JobContext {
     /// The index of the worker running the attempt.
     pub fn worker(&self) -> usize {
         self.worker
+    }
+
+    /// The job's attempt limit: its own
+    /// [`Job::max_attempts`](crate::Job::max_attempts) if it set one, else
+    /// the engine's [`Builder::max_attempts`](crate::Builder::max_attempts).
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// Whether this is the job's last attempt: if it fails, however it
+    /// fails, the job is dead. (A job can also die earlier, of a
+    /// [`JobError::Fatal`](crate::JobError::Fatal).)
+    pub fn is_last_attempt(&self) -> bool {
+        self.attempt >= self.max_attempts
     }
 }

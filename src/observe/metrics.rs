@@ -37,8 +37,8 @@ pub struct Counters {
     pub panicked: u64,
     /// Panics from user code other than handlers, contained so that no
     /// worker died of them: a payload's `Drop` (after completion, for a
-    /// duplicate, for a dead letter pushed out of a full DLQ) and the
-    /// `on_dead` hook.
+    /// duplicate, for a dead letter pushed out of a full DLQ or discarded
+    /// from it) and the `on_dead`, `on_complete` and `on_retry` hooks.
     pub contained_panics: u64,
     /// Jobs dead (moved to the DLQ).
     pub dead: u64,
@@ -80,6 +80,12 @@ pub struct GaugeSnapshot {
     pub held: u64,
     /// Entries in the dead-letter queue.
     pub dead_letters: u64,
+    /// IDs the seen-ID set remembers: live ones, and finished ones within
+    /// their window (or past it but not yet popped: the set pops them as
+    /// later jobs end). Bounded by the live jobs plus `dedup_capacity`;
+    /// 0 with dedup off. Read without stopping the engine, one seen-shard
+    /// at a time.
+    pub seen_ids: u64,
 }
 
 /// A latency histogram's summary, in nanoseconds.
@@ -212,6 +218,7 @@ impl MetricsSnapshot {
             ("quay_live_keys", g.live_keys),
             ("quay_held", g.held),
             ("quay_dead_letters", g.dead_letters),
+            ("quay_seen_ids", g.seen_ids),
         ] {
             metrics::gauge!(name, base.clone()).set(v as f64);
         }
@@ -293,6 +300,7 @@ impl GaugeSnapshot {
             live_keys,
             held,
             dead_letters,
+            seen_ids,
         } = o;
         self.queued_per_shard.extend_from_slice(queued_per_shard);
         self.retry_waiting += retry_waiting;
@@ -301,5 +309,6 @@ impl GaugeSnapshot {
         self.live_keys += live_keys;
         self.held += held;
         self.dead_letters += dead_letters;
+        self.seen_ids += seen_ids;
     }
 }

@@ -6,6 +6,7 @@ use crate::dedup::DedupConfig;
 use crate::error::{BuildError, JobError};
 use crate::job::dlq::{DeadLetter, OnDead};
 use crate::job::driver::Driver;
+use crate::job::hooks::Hooks;
 use crate::job::retry::RetryPolicy;
 use crate::job::JobContext;
 use crate::runtime::config::Config;
@@ -13,6 +14,7 @@ pub use crate::runtime::config::PinWarning;
 use crate::runtime::engine::Engine;
 use crate::sync::idle::IdleStrategy;
 use std::marker::PhantomData;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 /// Which cores, if any, workers are pinned to.
@@ -44,6 +46,12 @@ impl From<Vec<usize>> for Pinning {
     }
 }
 
+/// The default attempt limit.
+const DEFAULT_MAX_ATTEMPTS: NonZeroU32 = match NonZeroU32::new(5) {
+    Some(n) => n,
+    None => NonZeroU32::MIN,
+};
+
 /// Builds an [`Engine`]. Start from [`Engine::builder`].
 ///
 /// ```
@@ -65,11 +73,12 @@ pub struct Builder<T> {
     /// `None`: sized from `capacity` (see `dedup_capacity`).
     dedup_capacity: Option<usize>,
     retry: RetryPolicy,
-    max_attempts: u32,
+    max_attempts: NonZeroU32,
     dlq_capacity: usize,
     seed: u64,
     record_latency: bool,
     on_dead: Option<OnDead<T>>,
+    hooks: Hooks,
     _payload: PhantomData<fn(T)>,
 }
 
@@ -133,11 +142,12 @@ impl<T: Send + 'static> Builder<T> {
             dedup_config: DedupConfig::default(),
             dedup_capacity: None,
             retry: RetryPolicy::default(),
-            max_attempts: 5,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
             dlq_capacity: 10_000,
             seed: 0x5EED_F00D_0A11,
             record_latency: true,
             on_dead: None,
+            hooks: Hooks::default(),
             _payload: PhantomData,
         }
     }
@@ -172,8 +182,10 @@ impl<T: Send + 'static> Builder<T> {
         self
     }
 
-    /// Attempts per job before it dies, unless a job overrides it. Default 5.
-    pub fn max_attempts(mut self, n: u32) -> Builder<T> {
+    /// Attempts per job before it dies, unless a job overrides it with
+    /// [`Job::max_attempts`](crate::Job::max_attempts), which takes a
+    /// `NonZeroU32` too. Default 5.
+    pub fn max_attempts(mut self, n: NonZeroU32) -> Builder<T> {
         self.max_attempts = n;
         self
     }
@@ -226,6 +238,34 @@ impl<T: Send + 'static> Builder<T> {
     /// Default `worker`; a lane's name replaces it.
     pub fn name(mut self, name: impl Into<String>) -> Builder<T> {
         self.name = name.into();
+        self
+    }
+
+    /// A hook that sees every completed job, once, after its completion is
+    /// settled: its key has moved on and its ID is on its way to dedup's
+    /// record (a worker records completions in groups, so until its next
+    /// commit [`Engine::status`] may still say `Live`). It runs on the
+    /// worker that ran the job (in the [`Driver`], inside `run_next`),
+    /// before that worker runs anything else, so keep it short. Its panics
+    /// are contained and counted in `contained_panics`; the job stays
+    /// completed.
+    pub fn on_complete(mut self, hook: impl Fn(&JobContext) + Send + Sync + 'static) -> Builder<T> {
+        self.hooks.on_complete = Some(std::sync::Arc::new(hook));
+        self
+    }
+
+    /// A hook that sees every retry, once, after it is scheduled (the job
+    /// waits in its worker's timer): the failed attempt's context, its
+    /// error (a panic's is `JobError::Retry("panic: …")`) and the backoff
+    /// before the next attempt. It does not see the attempt that kills a
+    /// job: that one goes to [`on_dead`](Self::on_dead). It runs on the
+    /// worker (in the [`Driver`], inside `run_next`); its panics are
+    /// contained and counted in `contained_panics`, and the retry stands.
+    pub fn on_retry(
+        mut self,
+        hook: impl Fn(&JobContext, &JobError, Duration) + Send + Sync + 'static,
+    ) -> Builder<T> {
+        self.hooks.on_retry = Some(std::sync::Arc::new(hook));
         self
     }
 
@@ -304,9 +344,6 @@ impl<T: Send + 'static> Builder<T> {
         if self.batch == 0 {
             return Err(BuildError::Batch);
         }
-        if self.max_attempts == 0 {
-            return Err(BuildError::MaxAttempts);
-        }
         if self.retry.base > self.retry.max_backoff {
             return Err(BuildError::Backoff {
                 base: self.retry.base,
@@ -331,10 +368,11 @@ impl<T: Send + 'static> Builder<T> {
             clock: self.clock.clone().unwrap_or_default(),
             dedup: self.dedup.then_some(self.dedup_config()),
             retry: self.retry,
-            max_attempts: self.max_attempts,
+            max_attempts: self.max_attempts.get(),
             dlq_capacity: self.dlq_capacity,
             seed: self.seed,
             record_latency: self.record_latency,
+            hooks: self.hooks.clone(),
         })
     }
 

@@ -53,4 +53,7 @@ pub(crate) struct Config {
     pub(crate) dlq_capacity: usize,
     pub(crate) seed: u64,
     pub(crate) record_latency: bool,
+    /// `on_complete` and `on_retry` (`on_dead` depends on the payload
+    /// type, so it travels beside the config).
+    pub(crate) hooks: crate::job::hooks::Hooks,
 }

@@ -19,6 +19,7 @@ use crate::error::{BuildError, JobError, RedriveError, SubmitError, Submitted};
 use crate::job::dlq::{DeadLetter, OnDead};
 use crate::job::envelope::Envelope;
 use crate::job::machine::Semantics;
+use crate::job::status::JobStatus;
 use crate::job::{Job, JobContext, JobId};
 use crate::loom::sync::atomic::{AtomicBool, AtomicU64};
 use crate::loom::sync::{Arc, Mutex};
@@ -396,6 +397,30 @@ impl<T: Send + 'static> Engine<T> {
         let mut workers = relock(self.workers.lock());
         let handles = std::mem::take(&mut *workers);
         crate::runtime::shutdown::run(&self.shared, handles, deadline, Drain::All)
+    }
+
+    /// What the engine knows of the job with this ID now, without
+    /// submitting anything: a dead letter in the DLQ, live, remembered as
+    /// finished within the dedup window, or unknown. With dedup off only
+    /// `DeadLetter` and `Unknown` can be told apart. See [`JobStatus`].
+    pub fn status(&self, id: impl Into<JobId>) -> JobStatus {
+        self.shared.sem.status(id.into(), self.shared.clock.now())
+    }
+
+    /// Takes the newest dead letter with this ID out of the DLQ and hands
+    /// it over; `None` if there is none. Its ID's dedup record is untouched
+    /// (within the window a resubmit is still a duplicate; use
+    /// [`redrive`](Self::redrive) to run it again).
+    pub fn take_dead(&self, id: impl Into<JobId>) -> Option<DeadLetter<T>> {
+        self.shared.sem.take_dead(id.into())
+    }
+
+    /// Removes the newest dead letter with this ID from the DLQ and drops
+    /// it (a panic in its payload's `Drop` is contained and counted in
+    /// `contained_panics`). Returns whether there was one. Its ID's dedup
+    /// record is untouched.
+    pub fn discard_dead(&self, id: impl Into<JobId>) -> bool {
+        self.shared.sem.discard_dead(id.into())
     }
 }
 

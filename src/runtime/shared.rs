@@ -247,6 +247,7 @@ impl<T: Send + 'static> Shared<T> {
             queued_per_shard: self.shards.iter().map(|s| s.queued() as u64).collect(),
             held: self.gate.held(),
             dead_letters: self.sem.dlq.len() as u64,
+            seen_ids: self.sem.seen_ids(),
             ..GaugeSnapshot::default()
         };
         for s in self.stats.iter() {

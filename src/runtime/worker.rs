@@ -299,7 +299,7 @@ where
     /// Runs one attempt; returns whether the job is now terminal, and the
     /// time the attempt ended.
     fn run_one(&mut self, mut env: Envelope<T>) -> (bool, Timestamp) {
-        let ctx = env.begin_attempt(self.index);
+        let ctx = env.begin_attempt(self.index, self.shared.sem.max_attempts);
         let shared = &*self.shared;
         let st = &shared.stats[self.index];
         st.started.add(1);
@@ -317,7 +317,7 @@ where
             st.panicked.add(1);
         }
         let now = shared.clock.now();
-        let settled = self.core.settle(&shared.sem, env, result, now);
+        let settled = self.core.settle(&shared.sem, env, &ctx, result, now);
         match settled {
             Settled::Completed => st.completed.add(1),
             Settled::Dead => st.dead.add(1),

@@ -352,7 +352,7 @@ fn produce(
                 }
                 let i = seq / producers;
                 let key = p + producers * (i % own);
-                Job::new(mix(seq), task(Kind::Keyed { key, n: i / own })).key(key)
+                Job::new(mix(seq), task(Kind::Keyed { key, n: i / own })).keyed(key)
             };
             let mut pace = Pacer::new(args.rate(), producers, args.batch as u64);
             let mut mine = (p..jobs).step_by(producers as usize).peekable();
@@ -399,7 +399,7 @@ fn signup_request(sub: &Submitter<Task>, user: u64) -> Result<(), String> {
         let task = Task { kind, user, seq };
         let mut job = Job::new(mix(seq), task);
         if keyed {
-            job = job.key(user);
+            job = job.keyed(user);
         }
         submit(sub, job)?;
     }
