@@ -2,22 +2,7 @@
 //! its own payload type, handler, workers, cores, capacity, retry policy,
 //! DLQ and dedup, under one lifecycle and one metrics story.
 //!
-//! A lane *is* an [`Engine`]: the runtime owns each lane's engine behind
-//! an `Arc` and hands out typed [`Lane`] handles that deref to it. What the
-//! runtime adds is what separate engines cannot agree on by themselves:
-//!
-//! - **Cores.** A lane with [`Pinning::Auto`] (the default) takes cores no
-//!   earlier lane took, in the OS's order. When none are left it shares
-//!   cores, and each such worker gets a [`PinWarning`] of kind
-//!   [`PinWarningKind::Shared`]. An explicit core list may not name a core
-//!   another lane is pinned to ([`BuildError::CoreOverlap`]). A lane with
-//!   `pin_workers(false)` runs unpinned and may have more workers than
-//!   there are cores: the shape for I/O-bound handlers that mostly wait.
-//! - **Names.** Each lane is named; its threads are `quay-<lane>-<i>` and
-//!   its metrics carry a `lane` label.
-//! - **Dedup** is per lane: the same ID in two lanes is two jobs.
-//! - **Lifecycle.** [`Runtime::close`] closes every lane; a shutdown drains
-//!   every lane under one deadline and reports per lane and in total.
+//! The rules are in [`Runtime`]'s docs.
 
 use crate::error::{BuildError, JobError};
 use crate::job::{Job, JobContext};
@@ -118,7 +103,24 @@ impl<T: Send + 'static> std::fmt::Debug for Lane<T> {
     }
 }
 
-/// Several lanes under one lifecycle: see the [module docs](self).
+/// Several lanes under one lifecycle.
+///
+/// A lane *is* an [`Engine`]: the runtime owns each lane's engine behind
+/// an `Arc` and hands out typed [`Lane`] handles that deref to it. What the
+/// runtime adds is what separate engines cannot agree on by themselves:
+///
+/// - **Cores.** A lane with [`Pinning::Auto`] (the default) takes cores no
+///   earlier lane took, in the OS's order. When none are left it shares
+///   cores, and each such worker gets a [`PinWarning`] of kind
+///   [`PinWarningKind::Shared`]. An explicit core list may not name a core
+///   another lane is pinned to ([`BuildError::CoreOverlap`]). A lane with
+///   `pin_workers(false)` runs unpinned and may have more workers than
+///   there are cores: the shape for I/O-bound handlers that mostly wait.
+/// - **Names.** Each lane is named; its threads are `quay-<lane>-<i>` and
+///   its metrics carry a `lane` label.
+/// - **Dedup** is per lane: the same ID in two lanes is two jobs.
+/// - **Lifecycle.** [`Runtime::close`] closes every lane; a shutdown drains
+///   every lane under one deadline and reports per lane and in total.
 ///
 /// ```
 /// use quay::{Engine, Job, Runtime};
@@ -189,7 +191,7 @@ impl Runtime {
 
     /// Builds a lane from `builder` (its name replaced by `name`) and
     /// starts its workers, each running `handler`. See the
-    /// [module docs](self) for how its cores are chosen.
+    /// [`Runtime`] docs for how its cores are chosen.
     pub fn add_lane<T, H>(
         &self,
         name: &str,
@@ -327,7 +329,7 @@ impl Runtime {
 }
 
 /// The cores a lane's workers are pinned to, and the warnings for those
-/// that must share (see the [module docs](self)).
+/// that must share (see [`Runtime`]).
 fn assign_cores(
     lane: &str,
     pinning: &Pinning,
