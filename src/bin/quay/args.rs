@@ -26,6 +26,19 @@ pub enum Scenario {
     Keyed,
 }
 
+/// How the sign-up scenario's job kinds are run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Lanes {
+    /// Three lanes: user (profile, email, notification; keyed by user),
+    /// resize, analytics, each with its own workers.
+    On,
+    /// One shared pool of workers for every kind.
+    Off,
+    /// Both, one after the other in this run, and the email lane's queue
+    /// wait under the resize burst side by side.
+    Compare,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Idle {
     Spin,
@@ -69,6 +82,14 @@ pub struct Args {
     /// Do not pin workers.
     #[arg(long = "no-pin")]
     pub no_pin: bool,
+    /// Sign-up only: run the job kinds in lanes, in one shared pool, or
+    /// both for comparison.
+    #[arg(long, value_enum, default_value = "compare")]
+    pub lanes: Lanes,
+    /// Sign-up only: resize jobs a bulk import drops at once, a quarter of
+    /// the way through the run (0: none).
+    #[arg(long, default_value_t = 2_000, value_parser = RangedU64ValueParser::<u64>::new().range(0..=1_000_000))]
+    pub burst: u64,
     /// What idle workers do.
     #[arg(long, value_enum, default_value = "spin-then-park")]
     pub idle: Idle,

@@ -1,12 +1,13 @@
 //! The demo's scenarios: sign-up (the seed's story), noop and keyed.
 
 use crate::args::{Args, Scenario};
+use crate::pool::{Ended, LaneFigures, Pool};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use quay::{Builder, Counts, DeadLetter, Engine, Job, JobError, MetricsSnapshot, Submitter};
+use quay::{Counts, DeadLetter, Job, JobError, MetricsSnapshot, SubmitError, Submitter};
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The demo engine's capacity.
@@ -37,12 +38,25 @@ pub struct Task {
     pub kind: Kind,
     pub user: u64,
     pub seq: u64,
+    /// When the producer submitted it: an email's queue wait is measured
+    /// from here, the same way in lanes and in one pool.
+    pub at: Instant,
 }
 
 pub struct Outcome {
+    /// "lanes" or "one pool".
+    pub mode: &'static str,
     pub elapsed: Duration,
     pub counts: Counts,
     pub metrics: MetricsSnapshot,
+    /// Per lane (one entry, "pool", for one pool).
+    pub lanes: Vec<LaneFigures>,
+    /// Welcome emails' queue wait (first attempts), nanoseconds (sign-up).
+    pub email_wait: Histogram<u64>,
+    /// Jobs refused because Ctrl-C closed the engine, handed back to the
+    /// producers (never accepted, so not in `counts`).
+    pub refused_at_close: u64,
+    pub pin_warnings: Vec<quay::PinWarning>,
     /// The user's wait per request (sign-up only), nanoseconds.
     pub request: Option<Histogram<u64>>,
     pub order_violations: u64,
@@ -76,6 +90,7 @@ struct Checks {
     /// Per key: the last `n` that ran (keyed scenario).
     last_n: Vec<AtomicU64>,
     violations: AtomicU64,
+    email_wait: Mutex<Histogram<u64>>,
 }
 
 impl Checks {
@@ -129,7 +144,15 @@ fn handle(checks: &Checks, ctx: &quay::JobContext, t: &Task) -> Result<(), JobEr
     }
     match t.kind {
         Kind::CreateProfile => checks.profile_done[t.user as usize].store(true, Ordering::Release),
-        Kind::WelcomeEmail => std::thread::sleep(Duration::from_micros(50)),
+        Kind::WelcomeEmail => {
+            if first {
+                let waited = t.at.elapsed().as_nanos().max(1) as u64;
+                if let Ok(mut h) = checks.email_wait.lock() {
+                    h.saturating_record(waited);
+                }
+            }
+            std::thread::sleep(Duration::from_micros(50))
+        }
         Kind::ResizePhoto => spin_for(Duration::from_micros(200)),
         Kind::AnalyticsPing => spin_for(Duration::from_micros(5)),
         Kind::FirstNotification => {
@@ -161,103 +184,169 @@ fn cells<C>(n: u64, what: &str, cell: impl Fn() -> C) -> Result<Vec<C>, String> 
     Ok(v)
 }
 
-/// The demo's engine settings.
-fn builder(args: &Args) -> Builder<Task> {
-    let mut b = Engine::<Task>::builder()
-        .pin_workers(args.pin())
-        .idle(args.idle_strategy())
-        .capacity(CAPACITY)
-        .dedup_window(args.dedup_window)
-        .backoff(Duration::from_millis(1), Duration::from_millis(50));
-    if let Some(w) = args.workers {
-        b = b.workers(w);
-    }
-    b
-}
-
 /// Checks the engine settings the run will use, without starting a
 /// thread: the builder's own error (a bad `--workers`, say) comes back.
 pub fn check(args: &Args) -> Result<(), String> {
-    builder(args).driver().map(drop).map_err(|e| e.to_string())
+    crate::pool::check_builder(args)
+        .driver()
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
-/// Runs the scenario. `args` must have passed [`Args::validate`] and
-/// [`check`]: every count is in range.
-pub fn run(args: &Args) -> Result<Outcome, String> {
+/// Ctrl-C presses so far: the first closes the engine (it drains), the
+/// second stops it at once.
+pub static PRESSES: AtomicU8 = AtomicU8::new(0);
+
+/// What the producers share: where each kind goes, and how far they got.
+struct Feed {
+    subs: [Submitter<Task>; 3],
+    /// Sign-up requests made so far (the burst waits for a quarter).
+    requests: AtomicU64,
+    /// Jobs refused because the engine closed (Ctrl-C).
+    refused: AtomicU64,
+}
+
+impl Feed {
+    fn sub(&self, kind: Kind) -> &Submitter<Task> {
+        &self.subs[crate::pool::lane_of(kind)]
+    }
+}
+
+/// Runs the scenario, in lanes or in one pool. `args` must have passed
+/// [`Args::validate`] and [`check`]: every count is in range.
+pub fn run(args: &Args, lanes: bool) -> Result<Outcome, String> {
     let jobs = args.jobs;
     let producers = args.producers;
     let keys = args.keys;
-    let users = match args.scenario {
-        Scenario::Signup => jobs / crate::args::JOBS_PER_REQUEST,
-        Scenario::Noop | Scenario::Keyed => 0,
+    let signup = args.scenario == Scenario::Signup;
+    let burst = if signup { args.burst } else { 0 };
+    let users = if signup {
+        jobs / crate::args::JOBS_PER_REQUEST
+    } else {
+        0
     };
     let key_cells = match args.scenario {
         Scenario::Keyed => keys,
         Scenario::Signup | Scenario::Noop => 0,
     };
+    let hist =
+        || Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).map_err(|e| e.to_string());
     let checks = Arc::new(Checks {
-        succeeded: cells(jobs, "--jobs", || AtomicU8::new(0))?,
+        succeeded: cells(jobs + burst, "--jobs", || AtomicU8::new(0))?,
         double: AtomicU64::new(0),
         profile_done: cells(users, "--jobs", || AtomicBool::new(false))?,
         last_n: cells(key_cells, "--keys", || AtomicU64::new(u64::MAX))?,
         violations: AtomicU64::new(0),
+        email_wait: Mutex::new(hist()?),
     });
     let c = checks.clone();
-    let engine = builder(args)
-        .build(move |ctx, t| handle(&c, ctx, t))
-        .map_err(|e| e.to_string())?;
-    let workers = engine.workers();
+    let pool = Pool::start(args, lanes, move |ctx, t| handle(&c, ctx, t))?;
+    let workers = pool.workers();
     // Panics are part of the demo's faults: keep stderr for the report.
     std::panic::set_hook(Box::new(|_| {}));
-    let bar = progress(args, jobs);
+    let bar = progress(args, jobs + burst);
     let start = Instant::now();
-    let mut request =
-        Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).map_err(|e| e.to_string())?;
+    let mut request = hist()?;
     let done = AtomicBool::new(false);
-    let elapsed = std::thread::scope(|s| -> Result<Duration, String> {
+    let feed = Feed {
+        subs: pool.submitters(),
+        requests: AtomicU64::new(0),
+        refused: AtomicU64::new(0),
+    };
+    let (elapsed, ended) = std::thread::scope(|s| -> Result<(Duration, Ended), String> {
         let monitor = s.spawn(|| {
+            let mut closed = false;
             while !done.load(Ordering::Relaxed) {
-                let c = engine.counts();
-                bar.set_position(c.completed + c.dead);
-                std::thread::sleep(Duration::from_millis(100));
+                bar.set_position(pool.finished());
+                let presses = PRESSES.load(Ordering::Relaxed);
+                if presses >= 1 && !closed {
+                    eprintln!("\nquay: Ctrl-C: draining (press again to stop now)");
+                    pool.close();
+                    closed = true;
+                }
+                if presses >= 2 {
+                    eprintln!("quay: Ctrl-C again: stopping now, returning what did not run");
+                    pool.stop_now();
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
             }
         });
         let handles: Vec<_> = (0..producers)
             .map(|p| {
-                let sub = engine.submitter();
-                s.spawn(move || produce(args, &sub, p, producers, jobs, keys))
+                let feed = &feed;
+                s.spawn(move || produce(args, feed, p, producers, jobs, keys))
             })
             .collect();
+        let importer = (burst > 0).then(|| {
+            let feed = &feed;
+            s.spawn(move || bulk_import(feed, jobs, burst, users))
+        });
         for h in handles {
             let hist = h.join().map_err(|_| "a producer panicked".to_string())??;
             request.add(&hist).map_err(|e| format!("{e:?}"))?;
         }
-        // Wait for the queue to drain, then stop the monitor.
-        // Polled every 50 µs: the run's time is measured here, so the poll
-        // must not round it (the monitor's 100 ms sleep stays out of it).
-        while engine.counts().held > 0 {
+        if let Some(h) = importer {
+            h.join()
+                .map_err(|_| "the bulk importer panicked".to_string())??;
+        }
+        // Wait for the queue to drain. Polled every 50 µs: the run's time
+        // is measured here, so the poll must not round it.
+        while pool.held() > 0 && PRESSES.load(Ordering::Relaxed) < 2 {
             std::thread::sleep(Duration::from_micros(50));
         }
         let elapsed = start.elapsed();
+        let ended = pool.shutdown();
         done.store(true, Ordering::Relaxed);
         let _ = monitor.join();
-        Ok(elapsed)
+        Ok((elapsed, ended))
     })?;
     bar.finish_and_clear();
     let _ = std::panic::take_hook();
-    let metrics = engine.metrics();
-    let dead = engine.dead_letters();
-    let report = engine.shutdown();
+    let metrics = MetricsSnapshot::sum(ended.lanes.iter().map(|l| &l.metrics));
+    let email_wait = match checks.email_wait.lock() {
+        Ok(h) => h.clone(),
+        Err(e) => e.into_inner().clone(),
+    };
     Ok(Outcome {
+        mode: if lanes { "lanes" } else { "one pool" },
         elapsed,
-        counts: report.counts,
+        counts: ended.counts,
         metrics,
-        request: (args.scenario == Scenario::Signup).then_some(request),
+        lanes: ended.lanes,
+        email_wait,
+        refused_at_close: feed.refused.load(Ordering::Relaxed),
+        pin_warnings: pool.pin_warnings(),
+        request: signup.then_some(request),
         order_violations: checks.violations.load(Ordering::Relaxed),
         double_successes: checks.double.load(Ordering::Relaxed),
-        dead,
+        dead: pool.dead_letters(),
         workers,
     })
+}
+
+/// A bulk import: once a quarter of the sign-ups are in, `burst` photo
+/// resizes arrive at once (IDs after the sign-ups' own).
+fn bulk_import(feed: &Feed, jobs: u64, burst: u64, users: u64) -> Result<(), String> {
+    while feed.requests.load(Ordering::Relaxed) < users / 4 {
+        if PRESSES.load(Ordering::Relaxed) > 0 {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    for i in 0..burst {
+        let seq = jobs + i;
+        let task = Task {
+            kind: Kind::ResizePhoto,
+            user: u64::MAX,
+            seq,
+            at: Instant::now(),
+        };
+        if !submit(feed, Job::new(mix(seq), task))? {
+            return Ok(());
+        }
+    }
+    Ok(())
 }
 
 fn progress(args: &Args, jobs: u64) -> ProgressBar {
@@ -305,19 +394,29 @@ impl Pacer {
     }
 }
 
-fn submit(sub: &Submitter<Task>, job: Job<Task>) -> Result<(), String> {
+/// Submits one job to its kind's lane, waiting for room. `Ok(false)`: the
+/// engine is closed (Ctrl-C), the job came back and is counted as refused.
+fn submit(feed: &Feed, job: Job<Task>) -> Result<bool, String> {
+    let sub = feed.sub(job.payload().kind);
     let job = match sub.try_submit(job) {
-        Ok(_) => return Ok(()),
+        Ok(_) => return Ok(true),
         Err(e) => e.into_job(),
     };
-    sub.submit(job).map(drop).map_err(|e| e.to_string())
+    match sub.submit(job) {
+        Ok(_) => Ok(true),
+        Err(SubmitError::ShuttingDown(_)) => {
+            feed.refused.fetch_add(1, Ordering::Relaxed);
+            Ok(false)
+        }
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// One producer's share of the jobs. Returns its request-latency histogram
-/// (sign-up).
+/// (sign-up). Stops early, without error, once Ctrl-C closed the engine.
 fn produce(
     args: &Args,
-    sub: &Submitter<Task>,
+    feed: &Feed,
     p: u64,
     producers: u64,
     jobs: u64,
@@ -332,12 +431,15 @@ fn produce(
             for user in (p..requests).step_by(producers as usize) {
                 pace.wait();
                 let t0 = Instant::now();
-                signup_request(sub, user)?;
+                if !signup_request(feed, user)? {
+                    break;
+                }
                 // ~1% of clients retry the whole request: same job IDs.
-                if roll(user, 9) < 100 {
-                    signup_request(sub, user)?;
+                if roll(user, 9) < 100 && !signup_request(feed, user)? {
+                    break;
                 }
                 hist.saturating_record(t0.elapsed().as_nanos().max(1) as u64);
+                feed.requests.fetch_add(1, Ordering::Relaxed);
             }
         }
         Scenario::Noop | Scenario::Keyed => {
@@ -346,7 +448,12 @@ fn produce(
             // accept order, which the handler checks.
             let own = keys / producers + u64::from(p < keys % producers);
             let job = |seq: u64| {
-                let task = |kind| Task { kind, user: 0, seq };
+                let task = |kind| Task {
+                    kind,
+                    user: 0,
+                    seq,
+                    at: Instant::now(),
+                };
                 if args.scenario == Scenario::Noop {
                     return Job::new(mix(seq), task(Kind::Noop));
                 }
@@ -359,31 +466,38 @@ fn produce(
             while mine.peek().is_some() {
                 pace.wait();
                 let batch = mine.by_ref().take(args.batch).map(job);
-                submit_all(sub, batch)?;
+                if !submit_all(feed, batch)? {
+                    break;
+                }
             }
         }
     }
     Ok(hist)
 }
 
-fn submit_all(
-    sub: &Submitter<Task>,
-    mut jobs: impl Iterator<Item = Job<Task>>,
-) -> Result<(), String> {
+/// `Ok(false)`: the engine closed; the rest of the batch came back.
+fn submit_all(feed: &Feed, mut jobs: impl Iterator<Item = Job<Task>>) -> Result<bool, String> {
     if jobs.size_hint() == (1, Some(1)) {
         // `--batch 1`: single submits, as a request handler makes them.
-        return jobs.next().map_or(Ok(()), |job| submit(sub, job));
+        return jobs.next().map_or(Ok(true), |job| submit(feed, job));
     }
-    let report = sub.submit_batch(jobs);
-    for e in report.refused {
-        submit(sub, e.into_job())?;
+    // Noop and keyed run in one pool: every kind goes to the same engine.
+    let report = feed.subs[0].submit_batch(jobs);
+    let mut refused = report.refused.into_iter();
+    while let Some(e) = refused.next() {
+        if !submit(feed, e.into_job())? {
+            feed.refused
+                .fetch_add(refused.len() as u64, Ordering::Relaxed);
+            return Ok(false);
+        }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// One web request: create the account inline (the essential work), then
-/// drop the slow rest into the queue and answer.
-fn signup_request(sub: &Submitter<Task>, user: u64) -> Result<(), String> {
+/// drop the slow rest into the queue and answer. `Ok(false)`: the engine
+/// closed partway (Ctrl-C).
+fn signup_request(feed: &Feed, user: u64) -> Result<bool, String> {
     // Inline: validate and insert the account row (~2 µs of CPU).
     spin_for(Duration::from_micros(2));
     let seq0 = user * 5;
@@ -396,12 +510,19 @@ fn signup_request(sub: &Submitter<Task>, user: u64) -> Result<(), String> {
     ];
     for (i, (kind, keyed)) in jobs.into_iter().enumerate() {
         let seq = seq0 + i as u64;
-        let task = Task { kind, user, seq };
+        let task = Task {
+            kind,
+            user,
+            seq,
+            at: Instant::now(),
+        };
         let mut job = Job::new(mix(seq), task);
         if keyed {
             job = job.keyed(user);
         }
-        submit(sub, job)?;
+        if !submit(feed, job)? {
+            return Ok(false);
+        }
     }
-    Ok(())
+    Ok(true)
 }
