@@ -40,7 +40,7 @@ enum Fate {
 /// Spawns a producer that `try_submit`s [`JOBS`] through a `Submitter`,
 /// runs `shutdown` on the main thread meanwhile, and returns each job's
 /// fate after checking that it has exactly one.
-fn race(shutdown: fn(Engine<u64>) -> quay::Shutdown<u64>) -> Vec<Fate> {
+fn race(shutdown: fn(&Engine<u64>) -> quay::Shutdown<u64>) -> Vec<Fate> {
     let ran = Arc::new(
         (0..=JOBS.len())
             .map(|_| AtomicUsize::new(0))
@@ -53,7 +53,7 @@ fn race(shutdown: fn(Engine<u64>) -> quay::Shutdown<u64>) -> Vec<Fate> {
             .map(|&id| submitter.try_submit(Job::new(id, id)))
             .collect::<Vec<_>>()
     });
-    let report = shutdown(engine);
+    let report = shutdown(&engine);
     let submitted = producer.join().unwrap();
     let c = report.counts;
     assert!(c.is_conserved(), "{c:?}");

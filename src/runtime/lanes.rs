@@ -6,7 +6,6 @@
 
 use crate::error::{BuildError, JobError};
 use crate::job::{Job, JobContext};
-use crate::loom::sync::{Arc, Mutex};
 use crate::loom::time::Deadline;
 use crate::observe::counts::Counts;
 use crate::observe::metrics::MetricsSnapshot;
@@ -15,6 +14,10 @@ use crate::runtime::config::{PinWarning, PinWarningKind};
 use crate::runtime::engine::Engine;
 use crate::runtime::shutdown::Shutdown;
 use std::any::Any;
+// std's, not the shim's: loom's `Arc` cannot hold a `dyn LaneControl`, and
+// the registry is a plain lock touched only to add lanes or to ask about all
+// of them, never on a job's path (no loom model needs it).
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// What the runtime needs of a lane, whatever its payload type.
