@@ -16,8 +16,8 @@
 //!   several engines, one per job kind, with disjoint cores and one
 //!   lifecycle.
 //!
-//! Imports run one way: `engine` → `shutdown`, `batch`, `worker` →
-//! `shared` → `shard`, `config`; `builder` → `engine`.
+//! Imports run one way: `lanes` → `builder` → `engine` → `shutdown`,
+//! `batch`, `worker` → `shared` → `shard`, `config`.
 
 pub(crate) mod batch;
 pub(crate) mod builder;
