@@ -202,7 +202,7 @@ fn plot(path: &str, bars: &[(String, &'static str, f64)]) -> Result<(), String> 
                 .unwrap_or_default(),
             _ => String::new(),
         })
-        .x_label_formatter(&|x| format!("{:.0}M", x / 1e6))
+        .x_label_formatter(&|x| millions(*x))
         .x_desc("jobs/s (millions)")
         .y_desc("shape · system")
         .draw()
@@ -249,4 +249,15 @@ fn plot(path: &str, bars: &[(String, &'static str, f64)]) -> Result<(), String> 
             .map_err(|x| e(&x))?;
     }
     root.present().map_err(|x| e(&x))
+}
+
+/// An axis label in millions, with no more decimals than it needs (`0`,
+/// `0.5M`, `2M`, `2.25M`): a tick at 2.5 M must not read `2M`.
+fn millions(x: f64) -> String {
+    if x == 0.0 {
+        return "0".to_string();
+    }
+    let s = format!("{:.2}", x / 1e6);
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    format!("{s}M")
 }
