@@ -100,6 +100,11 @@ mod imp {
         WORKER_OF.with(|w| w.get() == id)
     }
 
+    /// Whether this thread is a worker of any engine.
+    pub(crate) fn is_any_worker() -> bool {
+        WORKER_OF.with(|w| w.get() != 0)
+    }
+
     /// A small number fixed per thread, handed out round-robin: a
     /// producer's home shard is this modulo the shard count.
     #[inline]
@@ -197,6 +202,10 @@ mod imp {
 
     pub(crate) fn is_worker_of(id: usize) -> bool {
         WORKER_OF.with(|w| w.get() == id)
+    }
+
+    pub(crate) fn is_any_worker() -> bool {
+        WORKER_OF.with(|w| w.get() != 0)
     }
 
     /// Under loom a thread's home is 0 unless a model sets it with

@@ -37,7 +37,8 @@ pub enum JobStatus {
     /// the dedup window: a submit would be a `Duplicate`.
     Remembered,
     /// A dead letter with this ID is in the dead-letter queue now (whatever
-    /// dedup remembers of it: it can be redriven).
+    /// dedup remembers of it): a redrive may take it, unless the engine is
+    /// full or closing, or a job with its ID is live again.
     DeadLetter,
 }
 

@@ -5,7 +5,7 @@
 //! `Relaxed` load and store, which costs what a plain add costs. Readers sum
 //! the blocks; a sum is exact once the workers are joined.
 
-use crate::loom::sync::atomic::{AtomicU64, Ordering};
+use crate::loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// A counter with one writer.
 #[derive(Debug, Default)]
@@ -50,4 +50,8 @@ pub(crate) struct WorkerStats {
     pub(crate) delayed: Counter,
     pub(crate) retry_waiting: Counter,
     pub(crate) live_keys: Counter,
+    /// Set by the worker when it finds nothing it may run, after storing
+    /// its gauges (`Worker::tell_idle`); cleared when it finds work. Read
+    /// by a dropped engine's shutdown (`Shared::only_not_due_held`).
+    pub(crate) idle: AtomicBool,
 }

@@ -360,9 +360,9 @@ impl<T: Send + 'static> Engine<T> {
     /// from producers mid-submit), joins the workers and reports. Works
     /// through a shared reference; a later call (or one made meanwhile,
     /// which waits for this one) returns no jobs and the final counts.
-    /// Inside a handler of this engine it cannot wait for its own worker:
-    /// it only closes the engine, and returns no jobs and the counts of
-    /// the moment.
+    /// On a worker thread (inside a handler of this or any engine) it does
+    /// not wait: it only closes the engine, and returns no jobs and the
+    /// counts of the moment.
     pub fn shutdown(&self) -> Shutdown<T> {
         self.shutdown_until(None)
     }
@@ -383,11 +383,14 @@ impl<T: Send + 'static> Engine<T> {
         self.shutdown_until(Deadline::after(Duration::ZERO))
     }
 
-    /// Called inside a handler of this engine, a shutdown cannot wait for
-    /// its own worker: it closes the engine and returns at once, with no
-    /// jobs and the counts of the moment (see the methods' docs).
+    /// Called on a worker thread (a handler of this engine, or of any
+    /// other: another lane's, say), a shutdown does not wait: it could be
+    /// waiting for its own worker, or for a lane whose handler waits for
+    /// this one. It closes the engine and returns at once, with no jobs and
+    /// the counts of the moment (see the methods' docs); the workers go on
+    /// draining.
     pub(crate) fn shutdown_until(&self, deadline: Option<Deadline>) -> Shutdown<T> {
-        if crate::loom::is_worker_of(self.shared.id()) {
+        if crate::loom::is_any_worker() {
             self.close();
             return Shutdown {
                 returned: Vec::new(),
@@ -439,31 +442,56 @@ impl<T: Send + 'static> Drop for Engine<T> {
     /// waiting to retry, or waiting behind such a job's key) are not
     /// waited for. Every job that did not run is counted as returned, its
     /// payload dropped, and one line on stderr says how many: call
-    /// [`shutdown`](Engine::shutdown) to get them back instead.
+    /// [`shutdown`](Engine::shutdown) to get them back instead. Dropped by
+    /// one of its own handlers (which cannot join its own worker), it
+    /// closes at once and a thread of its own does the rest.
     fn drop(&mut self) {
         let handles = std::mem::take(relock(self.workers.get_mut()));
         if handles.is_empty() {
             return;
         }
-        let report = crate::runtime::shutdown::run(
-            &self.shared,
-            handles,
-            Deadline::after(DROP_GRACE),
-            Drain::DueOnly,
-        );
-        let n = report.returned.len();
-        for job in report.returned {
-            self.shared.sem.drop_user(job);
-        }
         #[cfg(not(quay_loom))]
-        if n > 0 {
-            eprintln!(
-                "quay: engine {:?} dropped without shutdown: {n} jobs that were not due were \
-                 not run (counted as returned); call shutdown() to get them back",
-                self.shared.config.name
-            );
+        if crate::loom::is_worker_of(self.shared.id()) {
+            // Dropped by one of its own handlers (the last `Arc` released
+            // there): that worker cannot join itself. A thread of its own
+            // does the drop's shutdown once the handler has returned.
+            self.shared.gate.close();
+            let shared = self.shared.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("quay-{}-drop", shared.config.name))
+                .spawn(move || drop_shutdown(&shared, handles));
+            if spawned.is_err() {
+                // No thread to be had: the workers drain what they hold
+                // (the engine is closed) and are never joined.
+                eprintln!("quay: engine dropped by its own handler; its workers are not joined");
+            }
+            return;
         }
-        #[cfg(quay_loom)]
-        let _ = n;
+        drop_shutdown(&self.shared, handles);
     }
+}
+
+/// `Drop`'s shutdown: the due jobs run, for at most [`DROP_GRACE`]; the
+/// rest are counted as returned and their payloads dropped.
+fn drop_shutdown<T: Send + 'static>(
+    shared: &Shared<T>,
+    handles: Vec<JoinHandle<Vec<Envelope<T>>>>,
+) {
+    let report =
+        crate::runtime::shutdown::run(shared, handles, Deadline::after(DROP_GRACE), Drain::DueOnly);
+    let n = report.returned.len();
+    for job in report.returned {
+        shared.sem.drop_user(job);
+    }
+    #[cfg(not(quay_loom))]
+    if n > 0 {
+        eprintln!(
+            "quay: engine {:?} dropped without shutdown: {n} jobs did not run (delayed, \
+             waiting to retry or behind those on their key, or not reached within the grace); \
+             counted as returned. Call shutdown() to get them back",
+            shared.config.name
+        );
+    }
+    #[cfg(quay_loom)]
+    let _ = n;
 }

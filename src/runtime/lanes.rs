@@ -74,6 +74,9 @@ impl<T: Send + 'static> LaneControl for Engine<T> {
 ///
 /// The lane's engine lives as long as its runtime or any handle; if the
 /// last of them is dropped without a shutdown, the engine's `Drop` runs.
+/// A handler should capture a [`Submitter`](crate::Submitter)
+/// (`lane.submitter()`), not a `Lane`: a `Lane` kept by its own lane's
+/// handler is a reference cycle, and that engine is then never dropped.
 pub struct Lane<T: Send + 'static> {
     engine: Arc<Engine<T>>,
     runtime: u64,
@@ -213,14 +216,16 @@ impl Runtime {
         if r.lanes.iter().any(|l| l.name() == name) {
             return Err(BuildError::DuplicateLane(name.to_string()));
         }
-        let taken = &mut r.taken;
+        // On a copy: a lane that fails to start reserves no core.
+        let mut taken = r.taken.clone();
         let engine = builder.name(name).build_with_cores(
             |pinning, workers| {
                 let all = crate::runtime::builder::os_cores();
-                assign_cores(name, pinning, workers, &all, taken)
+                assign_cores(name, pinning, workers, &all, &mut taken)
             },
             handler,
         )?;
+        r.taken = taken;
         let engine = Arc::new(engine);
         let index = r.lanes.len();
         r.lanes.push(engine.clone());
@@ -297,7 +302,10 @@ impl Runtime {
 
     /// Closes every lane, then drains each, joins its workers and reports
     /// per lane. Lanes are closed together first, so a handler in one lane
-    /// submitting to another is refused rather than left half-done.
+    /// submitting to another is refused rather than left half-done. Called
+    /// on a worker thread (inside a handler of any lane) it does not wait:
+    /// it closes every lane and reports no jobs and the counts of the
+    /// moment.
     pub fn shutdown(&self) -> RuntimeShutdown {
         self.shutdown_until(None)
     }
@@ -328,6 +336,15 @@ impl Runtime {
                 .map(|l| l.shutdown_erased(deadline))
                 .collect(),
         }
+    }
+}
+
+impl Drop for Runtime {
+    /// Closes every lane together, so none accepts while another drains;
+    /// each lane's engine then drops (see [`Engine`]'s `Drop`) once its
+    /// last [`Lane`] handle is gone.
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
@@ -426,7 +443,9 @@ impl RuntimeMetrics {
 pub struct LaneShutdown {
     /// The lane's name.
     pub name: String,
-    /// The lane's final counts, at rest.
+    /// The lane's final counts, at rest: except when the shutdown was
+    /// called on a worker thread (inside a handler), which does not wait
+    /// for the drain, and then reports the counts of the moment.
     pub counts: Counts,
     returned_len: usize,
     /// A `Vec<Job<T>>` of the lane's payload type, until taken.

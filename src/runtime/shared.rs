@@ -193,14 +193,22 @@ impl<T: Send + 'static> Shared<T> {
         self.gate.wake_all();
     }
 
-    /// Jobs the workers hold that are not due: delayed, waiting to retry,
-    /// or waiting behind their key. A recent value per worker, not a
-    /// snapshot.
-    pub(crate) fn not_due(&self) -> u64 {
-        self.stats
-            .iter()
-            .map(|s| s.delayed.get() + s.retry_waiting.get() + s.key_waiting.get())
-            .sum()
+    /// Whether every worker is idle and the `held` jobs are all ones the
+    /// workers hold but may not run yet (delayed, waiting to retry, or
+    /// waiting behind their key), as each worker told when it went idle.
+    /// Jobs still in a ring, inbox or overflow, or claimed, are in `held`
+    /// but not in the sum, so the answer is no while any is left.
+    pub(crate) fn only_not_due_held(&self, held: u64) -> bool {
+        let mut not_due = 0;
+        for s in self.stats.iter() {
+            // Acquire pairs with the Release store of `idle` in the
+            // worker's `tell_idle`: its gauges, stored before, are seen.
+            if !s.idle.load(Ordering::Acquire) {
+                return false;
+            }
+            not_due += s.delayed.get() + s.retry_waiting.get() + s.key_waiting.get();
+        }
+        held <= not_due
     }
 
     /// This engine's identity, for [`crate::loom::is_worker_of`].

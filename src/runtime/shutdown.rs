@@ -37,9 +37,11 @@ pub struct Shutdown<T> {
 pub(crate) enum Drain {
     /// Every held job: `shutdown`.
     All,
-    /// Only jobs that are due: `Drop`. The workers' not-due gauges are
-    /// recent values, so a job that became due just now may be returned
-    /// rather than run; never lost.
+    /// Only jobs that are due: `Drop`. Done once every worker is idle
+    /// (has nothing it may run) and every held job is one the idle workers
+    /// told they hold but may not run yet: delayed, waiting to retry, or
+    /// behind such a job on its key. A job that falls due in that instant
+    /// may be returned rather than run; counted, never lost.
     DueOnly,
 }
 
@@ -53,6 +55,16 @@ pub(crate) fn run<T: Send + 'static>(
     drain: Drain,
 ) -> Shutdown<T> {
     shared.gate.close();
+    if workers.is_empty() {
+        // An earlier shutdown joined them and drained everything under the
+        // engine's workers lock, which this caller waited for: nothing is
+        // left to wait for (and if a worker had died, waiting here for its
+        // capacity would never end).
+        return Shutdown {
+            returned: Vec::new(),
+            counts: shared.counts(),
+        };
+    }
     // Graceful part: the workers keep running until nothing (due) is held,
     // or a `shutdown_now` elsewhere hurries it. The not-due gauges change
     // without a release to wake this waiter, hence the poll for `DueOnly`.
@@ -61,7 +73,7 @@ pub(crate) fn run<T: Send + 'static>(
         let held = shared.gate.held();
         let done = match drain {
             Drain::All => held == 0,
-            Drain::DueOnly => held <= shared.not_due(),
+            Drain::DueOnly => shared.only_not_due_held(held),
         };
         // Acquire pairs with the Release store in `Shared::hurry`.
         if done || shared.hurry.load(Ordering::Acquire) {

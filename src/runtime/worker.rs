@@ -57,6 +57,9 @@ pub(crate) struct Worker<T: Send + 'static, H> {
     /// When the last attempt ended, or the last claim was made if later:
     /// an attempt's length is measured from it.
     last_end: Timestamp,
+    /// Whether the worker has told (`tell_idle`) that it is idle, and not
+    /// found work since.
+    idle_told: bool,
 }
 
 /// An attempt that ran at least this long is followed by a commit at once
@@ -122,6 +125,7 @@ where
             commit_every,
             oldest: None,
             last_end: Timestamp::default(),
+            idle_told: false,
         }
     }
 
@@ -141,6 +145,13 @@ where
                 break;
             }
             if self.fill() {
+                if self.idle_told {
+                    self.idle_told = false;
+                    // Relaxed: a reader that still sees `true` is inside
+                    // the window `Drain::DueOnly` documents (a job that
+                    // fell due just now).
+                    self.stats().idle.store(false, Ordering::Relaxed);
+                }
                 self.dirty = true;
                 idle_since = None;
                 backoff.reset();
@@ -149,6 +160,9 @@ where
             }
             // Nothing to run: make every ending visible before idling.
             self.commit();
+            if !self.idle_told {
+                self.tell_idle();
+            }
             let idle_for = idle_since.get_or_insert_with(Stopwatch::start).elapsed();
             // Publish once the worker has really gone idle, never between
             // closely spaced jobs: a flush walks whole histograms.
@@ -334,9 +348,17 @@ where
     }
 
     /// Publishes this worker's latency samples and gauges to readers.
-    fn publish(&mut self) {
-        self.dirty = false;
-        self.recorder.flush(&self.shared.latency[self.index]);
+    /// Stores the gauges, then says the worker is idle: everything it holds
+    /// now, it may not run yet (see `Shared::only_not_due_held`). Once per
+    /// stretch of idleness.
+    fn tell_idle(&mut self) {
+        self.store_gauges();
+        self.idle_told = true;
+        // Release pairs with the Acquire load in `only_not_due_held`.
+        self.stats().idle.store(true, Ordering::Release);
+    }
+
+    fn store_gauges(&self) {
         let g = self.core.gauges();
         let st = &self.shared.stats[self.index];
         st.ready.set(g.ready as u64);
@@ -344,6 +366,12 @@ where
         st.delayed.set(g.delayed as u64);
         st.retry_waiting.set(g.retry_waiting as u64);
         st.live_keys.set(g.live_keys as u64);
+    }
+
+    fn publish(&mut self) {
+        self.dirty = false;
+        self.recorder.flush(&self.shared.latency[self.index]);
+        self.store_gauges();
     }
 
     /// The sleep protocol's worker side (see `idle.rs`). The re-check after

@@ -112,8 +112,9 @@ impl Pool {
         }
     }
 
-    /// Ctrl-C's second press: cut the drain short; the shutdown waiting in
-    /// the main thread returns every job that did not run.
+    /// Ctrl-C's second press: cut the drain short. Whichever shutdown joins
+    /// the workers (this one, or the main thread's if it is waiting) takes
+    /// the jobs that did not run; both count them as returned.
     pub fn stop_now(&self) {
         match self {
             Pool::One(e) => drop(e.shutdown_now()),
