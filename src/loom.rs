@@ -223,3 +223,12 @@ mod imp {
 }
 
 pub(crate) use imp::*;
+
+/// The guard of a lock, poisoned or not: a poisoned lock still guards valid
+/// state, so take it rather than panic. quay's own code does not panic
+/// while it holds a lock, and the one call into user code under one (a
+/// payload's `Clone` in a DLQ snapshot) only reads: a panic there leaves the
+/// queue as it was. Works for std's locks and loom's alike.
+pub(crate) fn relock<G>(r: Result<G, std::sync::PoisonError<G>>) -> G {
+    r.unwrap_or_else(|e| e.into_inner())
+}

@@ -9,7 +9,7 @@
 
 #[cfg(quay_loom)]
 mod imp {
-    use quay::{Engine, IdleStrategy, JobContext, JobError};
+    use quay::{Engine, IdleStrategy, JobContext, JobError, SubmitError, Submitted};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     use std::time::Instant;
@@ -63,6 +63,23 @@ mod imp {
             runs.load(Ordering::Relaxed),
             start.elapsed()
         );
+    }
+
+    /// A submit of job `payload` racing a close: `true` if it was accepted,
+    /// `false` if it was refused with `ShuttingDown` and handed back. Any
+    /// other answer fails the model.
+    pub fn accepted_unless_closed(r: Result<Submitted, SubmitError<u64>>, payload: u64) -> bool {
+        match r {
+            Ok(s) => {
+                assert_eq!(s, Submitted::Accepted);
+                true
+            }
+            Err(SubmitError::ShuttingDown(job)) => {
+                assert_eq!(*job.payload(), payload);
+                false
+            }
+            Err(e) => panic!("{e:?}"),
+        }
     }
 }
 

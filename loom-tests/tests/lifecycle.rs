@@ -14,8 +14,8 @@
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use loom_tests::{check, parking_engine};
-use quay::{Engine, IdleStrategy, Job, ManualClock, SubmitError, Submitted};
+use loom_tests::{accepted_unless_closed, check, parking_engine};
+use quay::{Engine, IdleStrategy, Job, ManualClock};
 use std::time::Duration;
 
 #[test]
@@ -64,17 +64,7 @@ fn close_races_try_submit() {
         }));
         let e = engine.clone();
         let closer = thread::spawn(move || e.close());
-        let accepted = match engine.try_submit(Job::new(1u64, 1)) {
-            Ok(s) => {
-                assert_eq!(s, Submitted::Accepted);
-                true
-            }
-            Err(SubmitError::ShuttingDown(job)) => {
-                assert_eq!(*job.payload(), 1);
-                false
-            }
-            Err(e) => panic!("{e:?}"),
-        };
+        let accepted = accepted_unless_closed(engine.try_submit(Job::new(1u64, 1)), 1);
         assert!(closer.join().unwrap());
         assert!(engine.is_closed());
         let report = engine.shutdown();

@@ -20,10 +20,9 @@
 use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use loom_tests::{check, parking_engine};
+use loom_tests::{accepted_unless_closed, check, parking_engine};
 use quay::{
-    BatchOutcome, Engine, IdleStrategy, Job, JobError, ManualClock, RedriveError, SubmitError,
-    Submitted,
+    BatchOutcome, Engine, IdleStrategy, Job, JobError, ManualClock, RedriveError, Submitted,
 };
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -299,17 +298,8 @@ fn shutdown_timeout_races_try_submit() {
             Ok(())
         });
         let sub = engine.submitter();
-        let producer = thread::spawn(move || match sub.try_submit(Job::new(1u64, 1)) {
-            Ok(s) => {
-                assert_eq!(s, Submitted::Accepted);
-                true
-            }
-            Err(SubmitError::ShuttingDown(job)) => {
-                assert_eq!(*job.payload(), 1);
-                false
-            }
-            Err(e) => panic!("{e:?}"),
-        });
+        let producer =
+            thread::spawn(move || accepted_unless_closed(sub.try_submit(Job::new(1u64, 1)), 1));
         let report = engine.shutdown_timeout(Duration::from_secs(3600));
         let accepted = producer.join().unwrap();
         let (runs, back) = (ran.load(Ordering::Relaxed), report.returned.len());

@@ -32,6 +32,7 @@
 use crate::clock::{duration_nanos, Timestamp};
 use crate::dedup::idtable::{prefetch_at, Hashed, Hint, IdTable, Seed};
 use crate::job::JobId;
+use crate::loom::relock;
 use crate::loom::sync::atomic::{AtomicUsize, Ordering};
 use crate::loom::sync::Mutex;
 use crossbeam_utils::CachePadded;
@@ -190,10 +191,6 @@ impl Shares {
             },
         }
     }
-}
-
-fn relock<G>(r: Result<G, std::sync::PoisonError<G>>) -> G {
-    r.unwrap_or_else(|e| e.into_inner())
 }
 
 impl SeenSet {

@@ -3,6 +3,7 @@
 
 use crate::clock::Timestamp;
 use crate::job::{Job, JobId};
+use crate::loom::relock;
 use crate::loom::sync::atomic::{AtomicU64, Ordering};
 use crate::loom::sync::Mutex;
 use std::collections::VecDeque;
@@ -69,10 +70,6 @@ pub(crate) struct Dlq<T> {
     capacity: usize,
     dropped: AtomicU64,
     on_dead: Option<OnDead<T>>,
-}
-
-fn relock<G>(r: Result<G, std::sync::PoisonError<G>>) -> G {
-    r.unwrap_or_else(|e| e.into_inner())
 }
 
 impl<T> Dlq<T> {

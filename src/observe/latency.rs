@@ -13,6 +13,7 @@
 //! have been idle for 200 µs or are joined.
 
 use crate::clock::Timestamp;
+use crate::loom::relock;
 use crate::loom::sync::Mutex;
 use hdrhistogram::Histogram;
 
@@ -90,10 +91,6 @@ pub(crate) struct LatencySlot {
 struct Published {
     total: Histograms,
     interval: Histograms,
-}
-
-fn relock<G>(r: Result<G, std::sync::PoisonError<G>>) -> G {
-    r.unwrap_or_else(|e| e.into_inner())
 }
 
 impl LatencySlot {

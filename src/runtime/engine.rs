@@ -21,6 +21,7 @@ use crate::job::envelope::Envelope;
 use crate::job::machine::Semantics;
 use crate::job::status::JobStatus;
 use crate::job::{Job, JobContext, JobId};
+use crate::loom::relock;
 use crate::loom::sync::atomic::{AtomicBool, AtomicU64};
 use crate::loom::sync::{Arc, Mutex};
 use crate::loom::thread::{self, JoinHandle};
@@ -425,10 +426,6 @@ impl<T: Send + 'static> Engine<T> {
     pub fn discard_dead(&self, id: impl Into<JobId>) -> bool {
         self.shared.sem.discard_dead(id.into())
     }
-}
-
-fn relock<G>(r: Result<G, std::sync::PoisonError<G>>) -> G {
-    r.unwrap_or_else(|e| e.into_inner())
 }
 
 /// The longest a dropped engine spends running jobs that are due, before it

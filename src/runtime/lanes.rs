@@ -6,6 +6,7 @@
 
 use crate::error::{BuildError, JobError};
 use crate::job::{Job, JobContext};
+use crate::loom::relock;
 use crate::loom::time::Deadline;
 use crate::observe::counts::Counts;
 use crate::observe::metrics::MetricsSnapshot;
@@ -170,10 +171,6 @@ struct Registry {
     taken: Vec<(usize, String)>,
     /// Set by the first close or shutdown: no lane may be added after it.
     closed: bool,
-}
-
-fn relock<G>(r: Result<G, std::sync::PoisonError<G>>) -> G {
-    r.unwrap_or_else(|e| e.into_inner())
 }
 
 impl std::fmt::Debug for Runtime {

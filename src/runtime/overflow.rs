@@ -39,6 +39,7 @@
 //! sees a ring push (`docs/design.md`).
 
 use crate::job::envelope::Envelope;
+use crate::loom::relock;
 use crate::loom::sync::atomic::{AtomicUsize, Ordering};
 use crate::loom::sync::Mutex;
 use crate::sync::ring::Ring;
@@ -48,12 +49,6 @@ pub(crate) struct Overflow<T> {
     queue: Mutex<VecDeque<Envelope<T>>>,
     /// Jobs in `queue`: written under the lock, read without it.
     len: AtomicUsize,
-}
-
-fn relock<G>(r: Result<G, std::sync::PoisonError<G>>) -> G {
-    // No user code runs under this lock; a poisoned lock still guards a
-    // valid queue.
-    r.unwrap_or_else(|e| e.into_inner())
 }
 
 impl<T> Overflow<T> {

@@ -24,6 +24,7 @@
 //!   either the release sees the waiter, or the waiter's re-check sees the
 //!   room (no lost wake-up).
 
+use crate::loom::relock;
 use crate::loom::sync::atomic::{AtomicU64, Ordering};
 use crate::loom::sync::{Condvar, Mutex};
 use crate::loom::time::Deadline;
@@ -51,10 +52,6 @@ pub(crate) struct Gate {
     /// Wake sequence number: bumped by every wake-up (an eventcount).
     seq: Mutex<u64>,
     cvar: Condvar,
-}
-
-fn relock<G>(r: Result<G, std::sync::PoisonError<G>>) -> G {
-    r.unwrap_or_else(|e| e.into_inner())
 }
 
 impl Gate {

@@ -15,6 +15,7 @@
 //!   mutex before notifying, so the notification cannot slip in between the
 //!   sleeper's check and its wait.
 
+use crate::loom::relock;
 use crate::loom::sync::atomic::{AtomicUsize, Ordering};
 use crate::loom::sync::{Condvar, Mutex, MutexGuard};
 use crate::loom::time::Deadline;
@@ -36,12 +37,6 @@ impl Default for Parker {
     fn default() -> Parker {
         Parker::new()
     }
-}
-
-fn relock<G>(r: Result<G, std::sync::PoisonError<G>>) -> G {
-    // Nothing panics while holding these locks; a poisoned lock still
-    // guards valid state, so take it rather than panic.
-    r.unwrap_or_else(|e| e.into_inner())
 }
 
 impl Parker {
