@@ -54,7 +54,7 @@
 //! and imports among them run one way (`docs/design.md` has the map):
 //!
 //! - `runtime/`: the threaded engine. [`Engine`], [`Submitter`],
-//!   [`Builder`], the submit paths, the worker loop, [`BatchReport`],
+//!   [`Builder`], the submit paths (and [`SubmitAsync`]), the worker loop, [`BatchReport`],
 //!   [`Shutdown`].
 //! - `job/`: a job and what happens to it, independent of threads: [`Job`],
 //!   [`JobId`], [`Key`], [`JobContext`], the state machine, per-key queues,
@@ -104,6 +104,7 @@ pub use runtime::engine::DROP_GRACE;
 pub use runtime::engine::{Engine, Submitter};
 pub use runtime::lanes::{Lane, LaneShutdown, Runtime, RuntimeMetrics, RuntimeShutdown};
 pub use runtime::shutdown::Shutdown;
+pub use runtime::submit_async::SubmitAsync;
 pub use sync::idle::IdleStrategy;
 
 /// Internals exposed for quay's own benches and fuzz targets only: not part
@@ -121,6 +122,52 @@ pub mod __private {
 pub mod __loom {
     pub use crate::sync::park::Parker;
     pub use crate::sync::ring::Ring;
+
+    /// The capacity gate, for the models of its async waiters
+    /// (`loom-tests/tests/async_submit.rs`): the real gate's methods.
+    #[derive(Debug)]
+    pub struct Gate(crate::sync::capacity::Gate);
+
+    /// An async waiter's registration with a [`Gate`].
+    #[derive(Debug, Default)]
+    pub struct AsyncWait(crate::sync::capacity::AsyncWait);
+
+    impl Gate {
+        /// A gate with room for `limit` jobs.
+        pub fn new(limit: u64) -> Gate {
+            Gate(crate::sync::capacity::Gate::new(limit))
+        }
+
+        /// Takes one unit of room; `false` when full or closed.
+        pub fn try_acquire(&self) -> bool {
+            self.0.try_acquire(1).is_ok()
+        }
+
+        /// Gives back `n` units.
+        pub fn release(&self, n: u64) {
+            self.0.release(n)
+        }
+
+        /// What a worker calls after it claimed jobs.
+        pub fn room_freed(&self) {
+            self.0.room_freed()
+        }
+
+        /// One poll of an async waiter (see `Gate::poll_wait`).
+        pub fn poll_wait<R>(
+            &self,
+            wait: &mut AsyncWait,
+            waker: &std::task::Waker,
+            attempt: impl FnMut() -> Option<R>,
+        ) -> std::task::Poll<R> {
+            self.0.poll_wait(&mut wait.0, waker, attempt)
+        }
+
+        /// Undoes a waiter's registration.
+        pub fn abandon(&self, wait: &mut AsyncWait) {
+            self.0.abandon(&mut wait.0)
+        }
+    }
 
     /// Sets the calling loom thread's home index (its home shard is this
     /// modulo the shard count); 0 unless set.

@@ -15,7 +15,9 @@ mod imp {
         pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
         pub(crate) mod atomic {
-            pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+            pub(crate) use std::sync::atomic::{
+                fence, AtomicBool, AtomicU64, AtomicUsize, Ordering,
+            };
         }
     }
 
@@ -134,7 +136,9 @@ mod imp {
         pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
 
         pub(crate) mod atomic {
-            pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+            pub(crate) use loom::sync::atomic::{
+                fence, AtomicBool, AtomicU64, AtomicUsize, Ordering,
+            };
         }
     }
 

@@ -125,6 +125,36 @@ macro_rules! submit_api {
             self.shared.submit_until(job, Deadline::after(timeout))
         }
 
+        /// Submits from async code, waiting for room without blocking the
+        /// thread: resolves to what [`submit`](Self::submit) returns. Every
+        /// release of capacity, every claim of jobs by a worker and a close
+        /// wakes the task (see [`SubmitAsync`](crate::SubmitAsync)); no
+        /// runtime is needed. Dropping the future unfinished submits
+        /// nothing. Awaited inside a handler of this engine it answers at
+        /// once, as `try_submit` does.
+        ///
+        /// ```
+        /// # use quay::{Engine, Job, Submitted};
+        /// let engine = Engine::<u32>::builder().build(|_, _| Ok(())).unwrap();
+        /// let answer = futures_lite_block_on(engine.submit_async(Job::new(1u64, 7)));
+        /// assert_eq!(answer.unwrap(), Submitted::Accepted);
+        /// # fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
+        /// #     use std::task::{Context, Poll, Wake, Waker};
+        /// #     struct T(std::thread::Thread);
+        /// #     impl Wake for T { fn wake(self: std::sync::Arc<Self>) { self.0.unpark() } }
+        /// #     let waker = Waker::from(std::sync::Arc::new(T(std::thread::current())));
+        /// #     let mut cx = Context::from_waker(&waker);
+        /// #     let mut f = std::pin::pin!(f);
+        /// #     loop {
+        /// #         if let Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; }
+        /// #         std::thread::park();
+        /// #     }
+        /// # }
+        /// ```
+        pub fn submit_async(&self, job: Job<T>) -> crate::SubmitAsync<'_, T> {
+            crate::runtime::submit_async::SubmitAsync::new(&self.shared, job)
+        }
+
         /// Submits many jobs without blocking, in order. The report says what
         /// became of each job, and hands back every refused one with its
         /// reason. A refusal (the engine full or closing) refuses the rest

@@ -9,6 +9,8 @@
 //!   `overflow`: where a job goes when a racing producer filled its ring.
 //! - `worker`: the worker loop and stealing.
 //! - `batch`: `submit_batch` and [`BatchReport`](crate::BatchReport).
+//! - `submit_async`: [`SubmitAsync`](crate::SubmitAsync), a submit that
+//!   waits for room without blocking its thread.
 //! - `engine`: [`Engine`](crate::Engine) and
 //!   [`Submitter`](crate::Submitter), the public handles.
 //! - `shutdown`: the shutdown protocol and [`Shutdown`](crate::Shutdown).
@@ -17,7 +19,7 @@
 //!   lifecycle.
 //!
 //! Imports run one way: `lanes` → `builder` → `engine` → `shutdown`,
-//! `batch`, `worker` → `shared` → `shard`, `config`.
+//! `batch`, `submit_async`, `worker` → `shared` → `shard`, `config`.
 
 pub(crate) mod batch;
 pub(crate) mod builder;
@@ -28,4 +30,5 @@ pub(crate) mod overflow;
 pub(crate) mod shard;
 pub(crate) mod shared;
 pub(crate) mod shutdown;
+pub(crate) mod submit_async;
 pub(crate) mod worker;

@@ -18,7 +18,6 @@ use crate::runtime::shard::Shard;
 use crate::sync::capacity::{Gate, Refused};
 use crate::sync::idle::Idle;
 use crossbeam_utils::CachePadded;
-use std::time::Duration;
 
 /// State every thread may touch.
 pub(crate) struct Shared<T> {
@@ -172,14 +171,14 @@ impl<T: Send + 'static> Shared<T> {
         }
         // Each attempt that fails takes no capacity and releases none, so
         // it cannot wake itself: the waiter sleeps until a worker (or a
-        // duplicate, or shutdown) releases a unit, or for ring room, which
-        // no release announces, until the next poll.
-        let out = self.gate.wait_until(deadline, Some(ROOM_POLL), job, |j| {
-            match self.try_submit(j) {
+        // duplicate, or shutdown) releases a unit, or a worker claims jobs
+        // and so frees ring or inbox room (`Gate::room_freed`).
+        let out = self
+            .gate
+            .wait_until(deadline, None, job, |j| match self.try_submit(j) {
                 Err(SubmitError::Full(j)) => Err(j),
                 other => Ok(other),
-            }
-        });
+            });
         out.unwrap_or_else(|j| Err(SubmitError::Timeout(j)))
     }
 
@@ -297,11 +296,6 @@ impl<T: Send + 'static> Shared<T> {
         c
     }
 }
-
-/// How often a blocked submit looks for ring or inbox room between
-/// releases: a worker frees ring room when it claims jobs, and capacity
-/// (which wakes the waiter at once) only when it commits their endings.
-const ROOM_POLL: Duration = Duration::from_millis(1);
 
 /// The shard a producer thread prefers for unkeyed jobs: fixed per thread,
 /// spread round-robin over threads, so concurrent producers rarely share a

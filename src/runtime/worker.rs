@@ -213,9 +213,9 @@ where
     fn fill(&mut self) -> bool {
         let me = &self.shared.shards[self.index];
         let inbox = &mut self.inbox;
-        me.inbox.pop_batch(self.batch, |e| inbox.push_back(e));
+        let mut claimed = me.inbox.pop_batch(self.batch, |e| inbox.push_back(e));
         // The overflow only once the inbox is quiescent: see `overflow.rs`.
-        me.overflow.take_after(&me.inbox, |e| inbox.push_back(e));
+        claimed += me.overflow.take_after(&me.inbox, |e| inbox.push_back(e));
         // The clock after the claim. A job due at its accept time is ready
         // whatever this reads (see `ShardCore::schedule`): the producer's
         // clock read may be a few ns ahead of this core's.
@@ -235,7 +235,11 @@ where
         }
         let room = self.batch.saturating_sub(self.local.len());
         let local = &mut self.local;
-        me.ring.pop_batch(room, |e| local.push_back(e));
+        claimed += me.ring.pop_batch(room, |e| local.push_back(e));
+        if claimed > 0 {
+            // Ring or inbox room that a waiting submit may need.
+            self.shared.gate.room_freed();
+        }
         if !self.local.is_empty() {
             return true;
         }
@@ -257,6 +261,7 @@ where
                     .steal(self.batch, now, |e| local.push_back(e));
             }
             if got > 0 {
+                self.shared.gate.room_freed();
                 let st = &self.shared.stats[self.index];
                 st.stolen_jobs.add(got as u64);
                 st.steal_batches.add(1);

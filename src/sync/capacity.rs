@@ -23,12 +23,41 @@
 //!   is ordered against every release in the word's modification order, so
 //!   either the release sees the waiter, or the waiter's re-check sees the
 //!   room (no lost wake-up).
+//!
+//! # Waiters, blocking and async
+//!
+//! Both kinds wait on one eventcount: a sequence number under the gate's
+//! lock, bumped by every wake-up. A waiter reads it, attempts, and sleeps
+//! (a thread on the condvar) or parks its [`Waker`] in the list under the
+//! lock only while the sequence is unchanged; a wake-up bumps the sequence
+//! and takes every parked waker under the same lock. So a wake-up that
+//! lands between an attempt and the sleep is never missed.
+//!
+//! # Room that no release announces
+//!
+//! A submit can also fail for want of ring or inbox room while the gate
+//! has capacity; a worker frees that room when it claims jobs, which
+//! releases nothing. So waiters are also counted in `room_waiters`, a word
+//! of its own (read-mostly, so a worker's check is a cache hit), and:
+//!
+//! - a waiter registers (`room_waiters += 1`), then a `SeqCst` fence, then
+//!   attempts;
+//! - a worker that claimed jobs issues a `SeqCst` fence, then loads
+//!   `room_waiters`, and if it is not 0 wakes every waiter.
+//!
+//! The two fences are ordered in the single total order of `SeqCst`
+//! operations. If the worker's fence comes first, the waiter's attempt
+//! (after its fence) sees the claim and the room it freed; if the waiter's
+//! comes first, the worker's load sees the registration and wakes it. A
+//! plain load without the fences could miss both (store buffering); the
+//! loom model `async_submit_wakes_on_ring_room` checks this.
 
 use crate::loom::relock;
-use crate::loom::sync::atomic::{AtomicU64, Ordering};
+use crate::loom::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
 use crate::loom::sync::{Condvar, Mutex};
 use crate::loom::time::Deadline;
 use crossbeam_utils::CachePadded;
+use std::task::Waker;
 use std::time::Duration;
 
 const HELD_BITS: u32 = 40;
@@ -49,9 +78,31 @@ pub(crate) enum Refused {
 pub(crate) struct Gate {
     word: CachePadded<AtomicU64>,
     limit: u64,
-    /// Wake sequence number: bumped by every wake-up (an eventcount).
-    seq: Mutex<u64>,
+    /// Waiters registered (blocking and async): see "Room that no release
+    /// announces" in the module docs.
+    room_waiters: CachePadded<AtomicUsize>,
+    /// The eventcount and the parked async wakers.
+    waiters: Mutex<Waiters>,
     cvar: Condvar,
+}
+
+/// What the gate's lock guards.
+#[derive(Debug, Default)]
+struct Waiters {
+    /// Wake sequence number: bumped by every wake-up (an eventcount).
+    seq: u64,
+    /// Async waiters' wakers, by ticket, parked until the next wake-up.
+    wakers: Vec<(u64, Waker)>,
+    next_ticket: u64,
+}
+
+/// An async waiter's registration: made by [`Gate::register`], undone by
+/// [`Gate::deregister`] (the waiter's `Drop` must call it).
+#[derive(Debug, Default)]
+pub(crate) struct AsyncWait {
+    registered: bool,
+    /// This waiter's entry in `Waiters::wakers`, once it has parked.
+    ticket: Option<u64>,
 }
 
 impl Gate {
@@ -60,7 +111,8 @@ impl Gate {
         Gate {
             word: CachePadded::new(AtomicU64::new(0)),
             limit: limit.min(HELD_MASK),
-            seq: Mutex::new(0),
+            room_waiters: CachePadded::new(AtomicUsize::new(0)),
+            waiters: Mutex::new(Waiters::default()),
             cvar: Condvar::new(),
         }
     }
@@ -117,9 +169,59 @@ impl Gate {
     #[cold]
     fn wake_waiters(&self) {
         // Bumping the sequence under the lock: a waiter that read the old
-        // value before its attempt will not sleep (see `wait_until`).
-        *relock(self.seq.lock()) += 1;
+        // value before its attempt will not sleep or park its waker (see
+        // `wait_until`, `poll_wait`).
+        let wakers = {
+            let mut w = relock(self.waiters.lock());
+            w.seq += 1;
+            std::mem::take(&mut w.wakers)
+        };
         self.cvar.notify_all();
+        // Outside the lock: a waker is the caller's executor's code.
+        // A waker that panics is contained: the gate's state is already
+        // consistent, and the caller may be a worker.
+        for (_, waker) in wakers {
+            let _ = crate::job::guard::call(|| waker.wake());
+        }
+    }
+
+    /// A worker claimed jobs from a ring, inbox or overflow: the room it
+    /// freed wakes the waiters, if any (see "Room that no release
+    /// announces"). A fence and a load of a read-mostly word when none
+    /// wait.
+    #[inline]
+    pub(crate) fn room_freed(&self) {
+        // SeqCst fence: pairs with the waiter's fence in `register`; the
+        // claim's stores come before it, the load of the count after.
+        fence(Ordering::SeqCst);
+        // Relaxed: the fences order it (module docs).
+        if self.room_waiters.load(Ordering::Relaxed) != 0 {
+            self.wake_waiters();
+        }
+    }
+
+    /// Registers a waiter, before its first waiting attempt: it is counted
+    /// in the word (so every release wakes it) and in `room_waiters` (so
+    /// every claim does).
+    fn register_waiter(&self) {
+        // AcqRel: registers as a waiter, ordered against every `release` in
+        // the word; see the module docs.
+        let prev = self.word.fetch_add(WAITER, Ordering::AcqRel);
+        debug_assert!(prev & WAITERS_MASK != WAITERS_MASK, "too many waiters");
+        // Relaxed: ordered by the fence below.
+        self.room_waiters.fetch_add(1, Ordering::Relaxed);
+        // SeqCst fence: pairs with the fence in `room_freed`.
+        fence(Ordering::SeqCst);
+    }
+
+    fn deregister_waiter(&self) {
+        // Relaxed: deregistering publishes nothing.
+        self.word.fetch_sub(WAITER, Ordering::Relaxed);
+        self.room_waiters.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn seq(&self) -> u64 {
+        relock(self.waiters.lock()).seq
     }
 
     /// Closes the gate: every later acquire is refused. Returns whether this
@@ -180,12 +282,9 @@ impl Gate {
             Ok(r) => return Ok(r),
             Err(s) => s,
         };
-        // AcqRel: registers as a waiter, ordered against every `release` in
-        // the word; see the module docs.
-        let prev = self.word.fetch_add(WAITER, Ordering::AcqRel);
-        debug_assert!(prev & WAITERS_MASK != WAITERS_MASK, "too many waiters");
+        self.register_waiter();
         let out = 'outer: loop {
-            let seen = *relock(self.seq.lock());
+            let seen = self.seq();
             state = match attempt(state) {
                 Ok(r) => break Ok(r),
                 Err(s) => s,
@@ -196,8 +295,8 @@ impl Gate {
             if deadline.is_some_and(|d| d.remaining().is_zero()) {
                 break 'outer Err(state);
             }
-            let mut guard = relock(self.seq.lock());
-            while *guard == seen {
+            let mut guard = relock(self.waiters.lock());
+            while guard.seq == seen {
                 let left = match deadline {
                     None => None,
                     Some(d) => {
@@ -231,8 +330,76 @@ impl Gate {
                 };
             }
         };
-        // Relaxed: deregistering publishes nothing.
-        self.word.fetch_sub(WAITER, Ordering::Relaxed);
+        self.deregister_waiter();
         out
+    }
+
+    /// One poll of an async waiter: [`wait_until`](Gate::wait_until)'s
+    /// loop, with the waker parked in the list instead of a sleep.
+    /// `attempt` returns `Some` on success. Returns `Ready` with it, or
+    /// `Pending` with the waker parked: the next wake-up (a release, a
+    /// claim, a close) wakes it. The caller keeps `wait` and, when it is
+    /// dropped unfinished, calls [`abandon`](Gate::abandon).
+    pub(crate) fn poll_wait<R>(
+        &self,
+        wait: &mut AsyncWait,
+        waker: &Waker,
+        mut attempt: impl FnMut() -> Option<R>,
+    ) -> std::task::Poll<R> {
+        use std::task::Poll;
+        if !wait.registered {
+            // The first attempt, unregistered: the fast path.
+            if let Some(r) = attempt() {
+                return Poll::Ready(r);
+            }
+            self.register_waiter();
+            wait.registered = true;
+        }
+        loop {
+            let seen = self.seq();
+            if let Some(r) = attempt() {
+                self.abandon(wait);
+                return Poll::Ready(r);
+            }
+            let mut w = relock(self.waiters.lock());
+            if w.seq != seen {
+                // A wake-up since the attempt began: attempt again.
+                continue;
+            }
+            // Parked until the next wake-up takes the list. A waker parked
+            // by an earlier poll (and not yet taken) is replaced.
+            if let Some(t) = wait.ticket {
+                if let Some(slot) = w.wakers.iter_mut().find(|(k, _)| *k == t) {
+                    if !slot.1.will_wake(waker) {
+                        slot.1 = waker.clone();
+                    }
+                    return Poll::Pending;
+                }
+            }
+            let t = w.next_ticket;
+            w.next_ticket += 1;
+            w.wakers.push((t, waker.clone()));
+            wait.ticket = Some(t);
+            return Poll::Pending;
+        }
+    }
+
+    /// Undoes an async waiter's registration: it finished, or its future
+    /// was dropped. Idempotent.
+    pub(crate) fn abandon(&self, wait: &mut AsyncWait) {
+        if let Some(t) = wait.ticket.take() {
+            let waker = {
+                let mut w = relock(self.waiters.lock());
+                w.wakers
+                    .iter()
+                    .position(|(k, _)| *k == t)
+                    .map(|i| w.wakers.swap_remove(i).1)
+            };
+            // Outside the lock: a waker's `Drop` is the executor's code.
+            drop(waker);
+        }
+        if std::mem::take(&mut wait.registered) {
+            self.deregister_waiter();
+        }
     }
 }
