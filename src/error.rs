@@ -164,6 +164,10 @@ pub enum BuildError {
         /// The lane that has it.
         taken_by: String,
     },
+    /// `concurrency` was 0, or above [`BuildError::MAX_CONCURRENCY`].
+    Concurrency(usize),
+    /// `attempt_timeout` was zero.
+    AttemptTimeout,
 }
 
 impl BuildError {
@@ -180,6 +184,8 @@ impl BuildError {
     /// The longest engine or lane name: it goes into thread names
     /// (`quay-<name>-<i>`) and metric labels.
     pub const MAX_NAME: usize = 32;
+    /// The most async attempts in flight per worker.
+    pub const MAX_CONCURRENCY: usize = 1 << 16;
 }
 
 impl fmt::Display for BuildError {
@@ -223,6 +229,12 @@ impl fmt::Display for BuildError {
             ),
             BuildError::RuntimeClosed => write!(f, "lane: the runtime is closed"),
             BuildError::DuplicateLane(n) => write!(f, "lane: a lane named {n:?} already exists"),
+            BuildError::Concurrency(n) => write!(
+                f,
+                "concurrency: {n} is not in 1..={}",
+                BuildError::MAX_CONCURRENCY
+            ),
+            BuildError::AttemptTimeout => write!(f, "attempt_timeout: must be above zero"),
             BuildError::CoreOverlap {
                 lane,
                 core,

@@ -79,6 +79,7 @@
 pub mod clock;
 mod dedup;
 pub mod error;
+mod exec;
 mod job;
 mod loom;
 mod observe;
@@ -88,7 +89,7 @@ mod sync;
 pub use clock::{Clock, ManualClock, Timestamp};
 pub use error::{BuildError, JobError, RedriveError, SubmitError, Submitted};
 pub use job::dlq::DeadLetter;
-pub use job::driver::{Driver, Step};
+pub use job::driver::{Driver, Started, Step};
 pub use job::machine::{DriverGauges, Settled};
 pub use job::retry::RetryPolicy;
 pub use job::status::JobStatus;

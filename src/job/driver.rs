@@ -26,6 +26,7 @@
 
 use crate::clock::{Clock, ManualClock, Timestamp};
 use crate::error::{JobError, RedriveError, SubmitError, Submitted};
+use crate::exec::slots::{Ended, Slots};
 use crate::job::dlq::{DeadLetter, OnDead};
 use crate::job::envelope::Envelope;
 use crate::job::machine::{attempt, DriverGauges, Semantics, Settled, ShardCore};
@@ -33,7 +34,22 @@ use crate::job::status::JobStatus;
 use crate::job::{Job, JobContext, JobId, Key};
 use crate::observe::counts::Counts;
 use crate::runtime::config::Config;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
+
+/// An async attempt in a driver: the handler's future, boxed to one type.
+type DynAttempt = Pin<Box<dyn Future<Output = Result<(), JobError>>>>;
+
+/// What [`Driver::start_async`] did with the next runnable job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Started {
+    /// The future completed in its first poll.
+    Ended(Step),
+    /// The future is pending: the attempt is in flight until a
+    /// [`Driver::poll_async`] sees it end.
+    Pending(JobId),
+}
 
 /// What one [`Driver::run_next`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +75,10 @@ pub struct Driver<T> {
     capacity: u64,
     closed: bool,
     counts: Counts,
+    /// Async attempts in flight, made on first use.
+    in_flight: Option<Slots<(Envelope<T>, JobContext), DynAttempt>>,
+    concurrency: usize,
+    attempt_timeout: Option<Duration>,
 }
 
 impl<T> Driver<T> {
@@ -74,6 +94,9 @@ impl<T> Driver<T> {
             capacity: config.capacity,
             closed: false,
             counts: Counts::default(),
+            in_flight: None,
+            concurrency: config.concurrency,
+            attempt_timeout: config.attempt_timeout,
         }
     }
 
@@ -132,6 +155,16 @@ impl<T> Driver<T> {
         let mut env = self.core.pop_ready()?;
         let ctx = env.begin_attempt(0, self.sem.max_attempts);
         let (result, panicked) = attempt(|| handler(&ctx, &env.job.payload));
+        Some(self.settle(env, ctx, result, panicked))
+    }
+
+    fn settle(
+        &mut self,
+        env: Envelope<T>,
+        ctx: JobContext,
+        result: Result<(), JobError>,
+        panicked: bool,
+    ) -> Step {
         let now = self.clock.now();
         let settled = self.core.settle(&self.sem, env, &ctx, result, now);
         self.core.commit_finished(&self.sem, now);
@@ -143,13 +176,110 @@ impl<T> Driver<T> {
         if settled.is_terminal() {
             self.counts.held -= 1;
         }
-        Some(Step {
+        Step {
             id: ctx.id,
             key: ctx.key,
             attempt: ctx.attempt,
             panicked,
             settled,
-        })
+        }
+    }
+
+    /// Starts the next runnable job's attempt through an async handler, as
+    /// an engine built with [`build_async`](crate::Builder::build_async)
+    /// does: the future is polled once at once, and if it is pending the
+    /// attempt stays in flight (its key busy) until
+    /// [`poll_async`](Driver::poll_async) sees it end. `None` if no job is
+    /// runnable, or [`concurrency`](crate::Builder::concurrency) attempts
+    /// are in flight already.
+    ///
+    /// The builder's [`attempt_timeout`](crate::Builder::attempt_timeout)
+    /// runs on the driver's manual clock.
+    pub fn start_async<H, F>(&mut self, handler: H) -> Option<Started>
+    where
+        H: FnOnce(JobContext, &T) -> F,
+        F: Future<Output = Result<(), JobError>> + 'static,
+    {
+        if self.closed {
+            return None;
+        }
+        let n = self.concurrency;
+        if self
+            .in_flight
+            .get_or_insert_with(|| Slots::new(n, None))
+            .room()
+            == 0
+        {
+            return None;
+        }
+        self.core.fire(self.clock.now());
+        let mut env = self.core.pop_ready()?;
+        let ctx = env.begin_attempt(0, self.sem.max_attempts);
+        let deadline = self
+            .attempt_timeout
+            .map(|d| self.clock.now().saturating_add(d));
+        let made = crate::job::guard::call(|| handler(ctx, &env.job.payload));
+        let ended = match made {
+            Err(msg) => Ended::Panicked((env, ctx), msg),
+            Ok(fut) => {
+                let slots = self.in_flight.as_mut()?;
+                let fut: DynAttempt = Box::pin(fut);
+                match slots.start((env, ctx), fut, deadline) {
+                    Ok(None) => return Some(Started::Pending(ctx.id)),
+                    Ok(Some(e)) => e,
+                    Err(((env, ctx), fut)) => {
+                        self.sem.drop_user(fut);
+                        Ended::Panicked((env, ctx), "no slot".into())
+                    }
+                }
+            }
+        };
+        let step = self.end_async(ended);
+        self.count_future_drops();
+        Some(Started::Ended(step))
+    }
+
+    /// Polls the async attempts whose wakers fired, and ends those whose
+    /// time limit has passed on the manual clock. Returns the attempts that
+    /// ended, in the order they ended.
+    pub fn poll_async(&mut self) -> Vec<Step> {
+        let Some(mut slots) = self.in_flight.take() else {
+            return Vec::new();
+        };
+        let mut ended = Vec::new();
+        slots.poll_woken(|e| ended.push(e));
+        slots.expire(self.clock.now(), |e| ended.push(e));
+        self.in_flight = Some(slots);
+        let steps = ended.into_iter().map(|e| self.end_async(e)).collect();
+        self.count_future_drops();
+        steps
+    }
+
+    /// Async attempts in flight.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.as_ref().map_or(0, |s| s.len())
+    }
+
+    fn end_async(&mut self, e: Ended<(Envelope<T>, JobContext), Result<(), JobError>>) -> Step {
+        let ((env, ctx), result, panicked) = match e {
+            Ended::Done(a, r) => (a, r, false),
+            Ended::Panicked(a, msg) => (a, Err(JobError::Retry(format!("panic: {msg}"))), true),
+            Ended::TimedOut(a) => {
+                let d = self.attempt_timeout.unwrap_or_default();
+                (
+                    a,
+                    Err(JobError::Retry(format!("timed out after {d:?}"))),
+                    false,
+                )
+            }
+        };
+        self.settle(env, ctx, result, panicked)
+    }
+
+    fn count_future_drops(&mut self) {
+        if let Some(s) = self.in_flight.as_mut() {
+            self.sem.count_contained(s.take_contained());
+        }
     }
 
     /// Whether a job is runnable now.
@@ -233,12 +363,17 @@ impl<T> Driver<T> {
         Ok(())
     }
 
-    /// Stops: every job not yet terminal (ready, waiting behind its key,
-    /// delayed, waiting to retry) is returned, and later submits are
+    /// Stops: every job not yet terminal (in flight, ready, waiting behind
+    /// its key, delayed, waiting to retry) is returned, and later submits are
     /// refused.
     pub fn shutdown_now(&mut self) -> Vec<Job<T>> {
         self.closed = true;
         let mut left = Vec::new();
+        // In flight first: a key's busy job before those queued behind it.
+        if let Some(mut slots) = self.in_flight.take() {
+            slots.drain(|(env, _)| left.push(env));
+            self.sem.count_contained(slots.take_contained());
+        }
         self.core.drain_into(&mut left);
         self.counts.returned += left.len() as u64;
         self.counts.held -= left.len() as u64;

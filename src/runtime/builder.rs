@@ -9,10 +9,13 @@ use crate::job::driver::Driver;
 use crate::job::hooks::Hooks;
 use crate::job::retry::RetryPolicy;
 use crate::job::JobContext;
-use crate::runtime::config::Config;
+use crate::loom::sync::Arc;
 pub use crate::runtime::config::PinWarning;
+use crate::runtime::config::{Config, WorkerContext};
 use crate::runtime::engine::Engine;
+use crate::runtime::runner::{AsyncHandler, MakeRunner, SyncHandler};
 use crate::sync::idle::IdleStrategy;
+use std::future::Future;
 use std::marker::PhantomData;
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -79,6 +82,9 @@ pub struct Builder<T> {
     record_latency: bool,
     on_dead: Option<OnDead<T>>,
     hooks: Hooks,
+    concurrency: usize,
+    attempt_timeout: Option<Duration>,
+    worker_context: Option<WorkerContext>,
     _payload: PhantomData<fn(T)>,
 }
 
@@ -148,6 +154,9 @@ impl<T: Send + 'static> Builder<T> {
             record_latency: true,
             on_dead: None,
             hooks: Hooks::default(),
+            concurrency: 64,
+            attempt_timeout: None,
+            worker_context: None,
             _payload: PhantomData,
         }
     }
@@ -353,6 +362,12 @@ impl<T: Send + 'static> Builder<T> {
         if self.dlq_capacity == 0 {
             return Err(BuildError::DlqCapacity);
         }
+        if self.concurrency == 0 || self.concurrency > BuildError::MAX_CONCURRENCY {
+            return Err(BuildError::Concurrency(self.concurrency));
+        }
+        if self.attempt_timeout.is_some_and(|d| d.is_zero()) {
+            return Err(BuildError::AttemptTimeout);
+        }
         if self.dedup && self.dedup_config().capacity == 0 && !self.dedup_config.window.is_zero() {
             return Err(BuildError::DedupCapacity);
         }
@@ -373,6 +388,9 @@ impl<T: Send + 'static> Builder<T> {
             seed: self.seed,
             record_latency: self.record_latency,
             hooks: self.hooks.clone(),
+            concurrency: self.concurrency,
+            attempt_timeout: self.attempt_timeout,
+            worker_context: self.worker_context.clone(),
         })
     }
 
@@ -382,24 +400,125 @@ impl<T: Send + 'static> Builder<T> {
         H: Fn(&JobContext, &T) -> Result<(), JobError> + Send + Sync + 'static,
     {
         let config = self.config()?;
-        Engine::start(config, self.on_dead, handler)
+        Engine::start(config, self.on_dead, SyncHandler(Arc::new(handler)))
+    }
+
+    /// Async attempts each worker runs at once, for an engine built with
+    /// [`build_async`](Builder::build_async). Default 64; at most
+    /// [`BuildError::MAX_CONCURRENCY`].
+    pub fn concurrency(mut self, n: usize) -> Builder<T> {
+        self.concurrency = n;
+        self
+    }
+
+    /// A time limit for each attempt of an async handler, on the engine's
+    /// clock: an attempt still pending then is dropped (its future's `Drop`
+    /// runs) and counts as a retryable failure. Default none. A sync
+    /// handler cannot be interrupted, so there it is not used.
+    pub fn attempt_timeout(mut self, limit: Duration) -> Builder<T> {
+        self.attempt_timeout = Some(limit);
+        self
+    }
+
+    /// Runs each worker's whole loop inside `context`, which must call the
+    /// `run` it is given (once): for what the handlers need on their
+    /// thread, such as a tokio runtime's context for an async handler's
+    /// timers and I/O:
+    ///
+    /// ```
+    /// # use quay::Engine;
+    /// let tokio = tokio::runtime::Runtime::new().unwrap();
+    /// let handle = tokio.handle().clone();
+    /// let engine = Engine::<u64>::builder()
+    ///     .worker_context(move |run| {
+    ///         let _entered = handle.enter();
+    ///         run()
+    ///     })
+    ///     .build_async(|_, _| async {
+    ///         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    ///         Ok(())
+    ///     })
+    ///     .unwrap();
+    /// engine.submit(quay::Job::new(1u64, 1)).unwrap();
+    /// assert_eq!(engine.shutdown().counts.completed, 1);
+    /// ```
+    ///
+    /// If `context` returns without calling `run`, or panics before it, the
+    /// worker runs its loop anyway, without the context (the panic is
+    /// counted in `contained_panics`): no job is stranded.
+    pub fn worker_context(
+        mut self,
+        context: impl Fn(&mut dyn FnMut()) + Send + Sync + 'static,
+    ) -> Builder<T> {
+        self.worker_context = Some(WorkerContext(std::sync::Arc::new(context)));
+        self
+    }
+
+    /// Checks the settings and starts the workers, each running up to
+    /// [`concurrency`](Builder::concurrency) attempts of `handler` at once
+    /// on its own thread.
+    ///
+    /// `handler` gets the attempt's context by value and the payload by
+    /// reference, and returns a future that owns what it needs (clone from
+    /// the payload before the first `.await`). The future need not be
+    /// `Send`: it is polled on the worker that made it, by a small executor
+    /// of quay's own, so it may await any runtime-agnostic future; to use
+    /// tokio's timers and I/O, enter a tokio runtime's context in it (see
+    /// `docs/design.md`, "Async handlers"). Everything else holds as for
+    /// [`build`](Builder::build): a key's next job starts once the previous
+    /// one is terminal, a panicking poll is a failed attempt, and shutdown
+    /// waits for the attempts in flight (or returns their jobs).
+    ///
+    /// ```
+    /// use quay::{Engine, Job, JobError};
+    ///
+    /// let engine = Engine::<String>::builder()
+    ///     .workers(1)
+    ///     .concurrency(16)
+    ///     .build_async(|ctx, email: &String| {
+    ///         let email = email.clone();
+    ///         async move {
+    ///             // `.await` the mail server's answer here.
+    ///             if email.is_empty() {
+    ///                 return Err(JobError::fatal("no address"));
+    ///             }
+    ///             let _ = ctx.attempt();
+    ///             Ok(())
+    ///         }
+    ///     })
+    ///     .unwrap();
+    /// engine.submit(Job::new(1u64, "ana@example.com".to_string())).unwrap();
+    /// assert_eq!(engine.shutdown().counts.completed, 1);
+    /// ```
+    pub fn build_async<H, F>(self, handler: H) -> Result<Engine<T>, BuildError>
+    where
+        H: Fn(JobContext, &T) -> F + Send + Sync + 'static,
+        F: Future<Output = Result<(), JobError>> + 'static,
+    {
+        let config = self.config()?;
+        let make = self.async_handler(handler);
+        Engine::start(config, self.on_dead, make)
+    }
+
+    pub(crate) fn async_handler<H>(&self, handler: H) -> AsyncHandler<H> {
+        AsyncHandler {
+            handler: Arc::new(handler),
+            concurrency: self.concurrency,
+            timeout: self.attempt_timeout,
+        }
     }
 
     /// Checks the settings, lets a [`Runtime`](crate::Runtime) choose the
     /// workers' cores from the pinning asked for, and starts the workers.
-    pub(crate) fn build_with_cores<H, C>(
-        self,
-        cores: C,
-        handler: H,
-    ) -> Result<Engine<T>, BuildError>
+    pub(crate) fn build_with_cores<M, C>(self, cores: C, make: M) -> Result<Engine<T>, BuildError>
     where
-        H: Fn(&JobContext, &T) -> Result<(), JobError> + Send + Sync + 'static,
+        M: MakeRunner<T>,
         C: FnOnce(&Pinning, usize) -> Result<(Vec<Option<usize>>, Vec<PinWarning>), BuildError>,
     {
         let mut config = self.config()?;
         let (assigned, warnings) = cores(&self.pinning, config.workers)?;
         config.cores = assigned;
-        let engine = Engine::start(config, self.on_dead, handler)?;
+        let engine = Engine::start(config, self.on_dead, make)?;
         engine.add_pin_warnings(warnings);
         Ok(engine)
     }

@@ -56,4 +56,21 @@ pub(crate) struct Config {
     /// `on_complete` and `on_retry` (`on_dead` depends on the payload
     /// type, so it travels beside the config).
     pub(crate) hooks: crate::job::hooks::Hooks,
+    /// Async attempts in flight per worker (async handlers only).
+    pub(crate) concurrency: usize,
+    /// Each async attempt's time limit, if any.
+    pub(crate) attempt_timeout: Option<std::time::Duration>,
+    /// Runs each worker's loop inside the caller's context, if set.
+    pub(crate) worker_context: Option<WorkerContext>,
+}
+
+/// A wrapper around each worker's whole loop (see
+/// [`Builder::worker_context`](crate::Builder::worker_context)).
+#[derive(Clone)]
+pub(crate) struct WorkerContext(pub(crate) std::sync::Arc<dyn Fn(&mut dyn FnMut()) + Send + Sync>);
+
+impl std::fmt::Debug for WorkerContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WorkerContext(..)")
+    }
 }

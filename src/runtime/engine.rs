@@ -15,12 +15,12 @@
 //! [`Engine`]'s `Drop`.
 
 use crate::clock::{Clock, Timestamp};
-use crate::error::{BuildError, JobError, RedriveError, SubmitError, Submitted};
+use crate::error::{BuildError, RedriveError, SubmitError, Submitted};
 use crate::job::dlq::{DeadLetter, OnDead};
 use crate::job::envelope::Envelope;
 use crate::job::machine::Semantics;
 use crate::job::status::JobStatus;
-use crate::job::{Job, JobContext, JobId};
+use crate::job::{Job, JobId};
 use crate::loom::relock;
 use crate::loom::sync::atomic::{AtomicBool, AtomicU64};
 use crate::loom::sync::{Arc, Mutex};
@@ -32,6 +32,7 @@ use crate::observe::metrics::MetricsSnapshot;
 use crate::observe::stats::WorkerStats;
 use crate::runtime::batch::BatchReport;
 use crate::runtime::config::{Config, PinWarning};
+use crate::runtime::runner::MakeRunner;
 use crate::runtime::shard::Shard;
 use crate::runtime::shared::Shared;
 use crate::runtime::shutdown::{Drain, Shutdown};
@@ -185,13 +186,13 @@ impl<T: Send + 'static> Submitter<T> {
 impl<T: Send + 'static> Engine<T> {
     submit_api!();
 
-    pub(crate) fn start<H>(
+    pub(crate) fn start<M>(
         config: Config,
         on_dead: Option<OnDead<T>>,
-        handler: H,
+        make: M,
     ) -> Result<Engine<T>, BuildError>
     where
-        H: Fn(&JobContext, &T) -> Result<(), JobError> + Send + Sync + 'static,
+        M: MakeRunner<T>,
     {
         let n = config.workers;
         let shared = Arc::new(Shared {
@@ -211,13 +212,38 @@ impl<T: Send + 'static> Engine<T> {
             pin_warnings: Mutex::new(Vec::new()),
             config,
         });
-        let handler = Arc::new(handler);
+        let make = Arc::new(make);
         let mut workers = Vec::with_capacity(n);
         for i in 0..n {
-            let w = Worker::new(i, shared.clone(), handler.clone());
+            let w = Worker::new(i, shared.clone());
+            let make = make.clone();
             let spawned = thread::Builder::new()
                 .name(format!("quay-{}-{i}", shared.config.name))
-                .spawn(move || w.run());
+                // The runner is made on the worker's own thread: an async
+                // runner's futures never cross threads.
+                .spawn(move || {
+                    let runner = make.make(i, w.shared());
+                    let Some(context) = w.shared().config.worker_context.clone() else {
+                        return w.run(runner);
+                    };
+                    let shared = w.shared().clone();
+                    let mut once = Some((w, runner));
+                    let mut out = None;
+                    let mut run = || {
+                        if let Some((w, r)) = once.take() {
+                            out = Some(w.run(r));
+                        }
+                    };
+                    // The caller's code: a panic before `run` is contained,
+                    // one inside it is the loop's own (it contains its
+                    // handlers' panics).
+                    if crate::job::guard::call(|| (context.0)(&mut run)).is_err() {
+                        shared.sem.count_contained(1);
+                    }
+                    // Not called (or a panic came first): run without it.
+                    run();
+                    out.unwrap_or_default()
+                });
             match spawned {
                 Ok(h) => workers.push(h),
                 Err(e) => {

@@ -13,6 +13,7 @@ use crate::observe::metrics::MetricsSnapshot;
 use crate::runtime::builder::{Builder, Pinning};
 use crate::runtime::config::{PinWarning, PinWarningKind};
 use crate::runtime::engine::Engine;
+use crate::runtime::runner::{MakeRunner, SyncHandler};
 use crate::runtime::shutdown::Shutdown;
 use std::any::Any;
 // std's, not the shim's: loom's `Arc` cannot hold a `dyn LaneControl`, and
@@ -205,6 +206,34 @@ impl Runtime {
         T: Send + 'static,
         H: Fn(&JobContext, &T) -> Result<(), JobError> + Send + Sync + 'static,
     {
+        self.add(name, builder, SyncHandler(Arc::new(handler)))
+    }
+
+    /// Like [`add_lane`](Runtime::add_lane), for an async handler: each of
+    /// the lane's workers runs up to its builder's
+    /// [`concurrency`](Builder::concurrency) attempts at once (see
+    /// [`Builder::build_async`]). The natural home of jobs that wait on
+    /// I/O: the lane's few threads serve many waiting jobs.
+    pub fn add_async_lane<T, H, F>(
+        &self,
+        name: &str,
+        builder: Builder<T>,
+        handler: H,
+    ) -> Result<Lane<T>, BuildError>
+    where
+        T: Send + 'static,
+        H: Fn(JobContext, &T) -> F + Send + Sync + 'static,
+        F: std::future::Future<Output = Result<(), JobError>> + 'static,
+    {
+        let make = builder.async_handler(handler);
+        self.add(name, builder, make)
+    }
+
+    fn add<T, M>(&self, name: &str, builder: Builder<T>, make: M) -> Result<Lane<T>, BuildError>
+    where
+        T: Send + 'static,
+        M: MakeRunner<T>,
+    {
         crate::runtime::builder::check_name(name)?;
         let mut r = relock(self.inner.lock());
         if r.closed {
@@ -220,7 +249,7 @@ impl Runtime {
                 let all = crate::runtime::builder::os_cores();
                 assign_cores(name, pinning, workers, &all, &mut taken)
             },
-            handler,
+            make,
         )?;
         r.taken = taken;
         let engine = Arc::new(engine);

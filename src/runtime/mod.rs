@@ -8,6 +8,8 @@
 //! - `shard`: what of a shard other threads touch (ring, inbox, overflow);
 //!   `overflow`: where a job goes when a racing producer filled its ring.
 //! - `worker`: the worker loop and stealing.
+//! - `runner`: how a worker runs attempts: a sync handler one at a time,
+//!   or an async handler's futures, many at once (`exec/`).
 //! - `batch`: `submit_batch` and [`BatchReport`](crate::BatchReport).
 //! - `submit_async`: [`SubmitAsync`](crate::SubmitAsync), a submit that
 //!   waits for room without blocking its thread.
@@ -19,7 +21,7 @@
 //!   lifecycle.
 //!
 //! Imports run one way: `lanes` → `builder` → `engine` → `shutdown`,
-//! `batch`, `submit_async`, `worker` → `shared` → `shard`, `config`.
+//! `batch`, `submit_async`, `runner` → `worker` → `shared` → `shard`, `config`.
 
 pub(crate) mod batch;
 pub(crate) mod builder;
@@ -27,6 +29,7 @@ pub(crate) mod config;
 pub(crate) mod engine;
 pub(crate) mod lanes;
 pub(crate) mod overflow;
+pub(crate) mod runner;
 pub(crate) mod shard;
 pub(crate) mod shared;
 pub(crate) mod shutdown;

@@ -32,10 +32,9 @@ use crate::sync::idle::{Backoff, IdleStrategy};
 use std::collections::VecDeque;
 use std::time::Duration;
 
-pub(crate) struct Worker<T: Send + 'static, H> {
+pub(crate) struct Worker<T: Send + 'static> {
     index: usize,
     shared: Arc<Shared<T>>,
-    handler: Arc<H>,
     /// Claimed from a ring or the core, not yet run.
     local: VecDeque<Envelope<T>>,
     /// Claimed from the inbox, on their way into the core.
@@ -94,12 +93,32 @@ fn commit_every(capacity: u64, workers: usize) -> u64 {
 /// and gauges (and how long a dirty worker parks before it does).
 const PUBLISH_IDLE: Duration = Duration::from_micros(200);
 
-impl<T, H> Worker<T, H>
-where
-    T: Send + 'static,
-    H: Fn(&JobContext, &T) -> Result<(), JobError> + Send + Sync + 'static,
-{
-    pub(crate) fn new(index: usize, shared: Arc<Shared<T>>, handler: Arc<H>) -> Worker<T, H> {
+/// How a worker runs the attempts it claims: one at a time to the end
+/// (a sync handler, `runner.rs`), or many at once as futures on its own
+/// thread (an async handler). Made on the worker's thread, so an async
+/// runner's futures need not be `Send`.
+pub(crate) trait Runner<T: Send + 'static> {
+    /// How many more claimed jobs it can take now.
+    fn room(&self) -> usize;
+    /// Runs or starts the jobs in `w.local`, up to its room.
+    fn run_claimed(&mut self, w: &mut Worker<T>);
+    /// Polls woken attempts and ends timed-out ones. Returns whether any
+    /// attempt was polled or ended.
+    fn progress(&mut self, w: &mut Worker<T>) -> bool;
+    /// Attempts in flight (started, not ended).
+    fn in_flight(&self) -> usize;
+    /// Whether an attempt was woken since the last `progress` (the
+    /// re-check before a sleep).
+    fn woken(&self) -> bool;
+    /// The earliest deadline of an attempt in flight.
+    fn next_deadline(&self) -> Option<Timestamp>;
+    /// Stops: ends every attempt in flight without an outcome, handing
+    /// over their jobs.
+    fn drain(&mut self, w: &mut Worker<T>, out: &mut Vec<Envelope<T>>);
+}
+
+impl<T: Send + 'static> Worker<T> {
+    pub(crate) fn new(index: usize, shared: Arc<Shared<T>>) -> Worker<T> {
         let batch = shared.config.batch;
         let seed = shared.config.seed;
         let record = shared.config.record_latency;
@@ -108,7 +127,6 @@ where
         Worker {
             index,
             shared,
-            handler,
             // Allocated once: ring claims and inbox drains never exceed it.
             local: VecDeque::with_capacity(2 * batch),
             inbox: VecDeque::with_capacity(batch),
@@ -129,12 +147,16 @@ where
         }
     }
 
+    pub(crate) fn shared(&self) -> &Arc<Shared<T>> {
+        &self.shared
+    }
+
     fn stats(&self) -> &WorkerStats {
         &self.shared.stats[self.index]
     }
 
     /// Runs until shutdown; returns the jobs it held privately, unrun.
-    pub(crate) fn run(mut self) -> Vec<Envelope<T>> {
+    pub(crate) fn run<R: Runner<T>>(mut self, mut runner: R) -> Vec<Envelope<T>> {
         self.pin();
         crate::loom::set_worker_of(self.shared.id());
         let mut backoff = Backoff::default();
@@ -144,7 +166,10 @@ where
             if self.shared.stop.load(Ordering::Acquire) {
                 break;
             }
-            if self.fill() {
+            // Async attempts first: their endings free slots for claims.
+            let mut busy = runner.progress(&mut self);
+            let room = runner.room();
+            if room > 0 && self.fill(room) {
                 if self.idle_told {
                     self.idle_told = false;
                     // Relaxed: a reader that still sees `true` is inside
@@ -153,14 +178,19 @@ where
                     self.stats().idle.store(false, Ordering::Relaxed);
                 }
                 self.dirty = true;
+                runner.run_claimed(&mut self);
+                busy = true;
+            }
+            if busy {
                 idle_since = None;
                 backoff.reset();
-                self.run_local();
                 continue;
             }
             // Nothing to run: make every ending visible before idling.
             self.commit();
-            if !self.idle_told {
+            // Idle only with no attempt in flight: `Drain::DueOnly` reads
+            // the flag as "holds nothing it may run now".
+            if !self.idle_told && runner.in_flight() == 0 {
                 self.tell_idle();
             }
             let idle_for = idle_since.get_or_insert_with(Stopwatch::start).elapsed();
@@ -171,19 +201,22 @@ where
             }
             match self.shared.config.idle {
                 IdleStrategy::BusySpin => crate::loom::hint::spin_loop(),
-                IdleStrategy::Park => self.sleep(),
+                IdleStrategy::Park => self.sleep(&runner),
                 IdleStrategy::SpinThenPark { spin } => {
                     if idle_for < spin {
                         backoff.snooze();
                     } else {
-                        self.sleep();
+                        self.sleep(&runner);
                     }
                 }
             }
         }
         self.commit();
         self.publish();
-        let mut left: Vec<Envelope<T>> = self.local.drain(..).collect();
+        // A key's busy job (in flight) before the jobs queued behind it.
+        let mut left = Vec::new();
+        runner.drain(&mut self, &mut left);
+        left.extend(self.local.drain(..));
         self.core.drain_into(&mut left);
         left
     }
@@ -209,8 +242,10 @@ where
     #[cfg(quay_loom)]
     fn pin(&self) {}
 
-    /// Claims work into `local`. Returns whether there is any.
-    fn fill(&mut self) -> bool {
+    /// Claims up to `limit` jobs (and at most a batch) into `local`.
+    /// Returns whether there is any.
+    fn fill(&mut self, limit: usize) -> bool {
+        let limit = limit.min(self.batch);
         let me = &self.shared.shards[self.index];
         let inbox = &mut self.inbox;
         let mut claimed = me.inbox.pop_batch(self.batch, |e| inbox.push_back(e));
@@ -227,13 +262,13 @@ where
             self.core.admit(e, now);
         }
         self.core.fire(now);
-        while self.local.len() < self.batch {
+        while self.local.len() < limit {
             match self.core.pop_ready() {
                 Some(e) => self.local.push_back(e),
                 None => break,
             }
         }
-        let room = self.batch.saturating_sub(self.local.len());
+        let room = limit.saturating_sub(self.local.len());
         let local = &mut self.local;
         claimed += me.ring.pop_batch(room, |e| local.push_back(e));
         if claimed > 0 {
@@ -243,22 +278,20 @@ where
         if !self.local.is_empty() {
             return true;
         }
-        self.steal()
+        self.steal(limit)
     }
 
     /// Steals one batch from the first other shard that has any: from its
     /// ring, or else the unkeyed jobs in its overflow.
-    fn steal(&mut self) -> bool {
+    fn steal(&mut self, limit: usize) -> bool {
         let n = self.shared.shards.len();
         for i in 1..n {
             let victim = &self.shared.shards[(self.index + i) % n];
             let local = &mut self.local;
-            let mut got = victim.ring.pop_batch(self.batch, |e| local.push_back(e));
+            let mut got = victim.ring.pop_batch(limit, |e| local.push_back(e));
             if got == 0 && !victim.overflow.is_empty() {
                 let now = self.shared.clock.now();
-                got = victim
-                    .overflow
-                    .steal(self.batch, now, |e| local.push_back(e));
+                got = victim.overflow.steal(limit, now, |e| local.push_back(e));
             }
             if got > 0 {
                 self.shared.gate.room_freed();
@@ -271,30 +304,53 @@ where
         false
     }
 
-    /// Runs the claimed jobs until done or told to stop.
-    fn run_local(&mut self) {
-        while let Some(env) = self.local.pop_front() {
-            let (terminal, now) = self.run_one(env);
-            if terminal {
-                self.unreleased += 1;
-                self.oldest.get_or_insert(now);
-            }
+    /// Takes the next claimed job, if any.
+    pub(crate) fn next_claimed(&mut self) -> Option<Envelope<T>> {
+        self.local.pop_front()
+    }
+
+    /// Whether shutdown asked the worker to stop (a hint between jobs).
+    pub(crate) fn stopping(&self) -> bool {
+        // Relaxed: a hint to stop early; the Acquire load at the top of
+        // the loop is what orders shutdown.
+        self.shared.stop.load(Ordering::Relaxed)
+    }
+
+    /// Runs the claimed jobs through a sync handler until done or told to
+    /// stop.
+    pub(crate) fn run_local<H>(&mut self, handler: &H)
+    where
+        H: Fn(&JobContext, &T) -> Result<(), JobError>,
+    {
+        while let Some(mut env) = self.local.pop_front() {
+            let (ctx, start) = self.begin(&mut env);
+            let (result, panicked) = attempt(|| handler(&ctx, &env.job.payload));
+            let (terminal, now) = self.end(env, &ctx, result, panicked, start);
             // An attempt that ran long makes a commit cheap beside it, and
             // tells that the next one may be long too: commit now rather
             // than hold these endings through it.
             let slow = now.saturating_since(self.last_end) >= EAGER_AFTER;
             self.last_end = now;
-            let old = self
-                .oldest
-                .is_some_and(|t| now.saturating_since(t) >= COMMIT_AGE);
-            if self.unreleased >= self.commit_every || old || (slow && self.unreleased > 0) {
-                self.commit_at(now);
-            }
-            // Relaxed: a hint to stop early; the Acquire load at the top of
-            // the loop is what orders shutdown.
-            if self.shared.stop.load(Ordering::Relaxed) {
+            self.ended(terminal, now, slow);
+            if self.stopping() {
                 break;
             }
+        }
+    }
+
+    /// Counts an ending, and commits if one is due: `commit_every` endings
+    /// pending, the oldest pending for [`COMMIT_AGE`], or (`eager`) a slow
+    /// attempt just ended.
+    pub(crate) fn ended(&mut self, terminal: bool, now: Timestamp, eager: bool) {
+        if terminal {
+            self.unreleased += 1;
+            self.oldest.get_or_insert(now);
+        }
+        let old = self
+            .oldest
+            .is_some_and(|t| now.saturating_since(t) >= COMMIT_AGE);
+        if self.unreleased >= self.commit_every || old || (eager && self.unreleased > 0) {
+            self.commit_at(now);
         }
     }
 
@@ -315,28 +371,41 @@ where
         self.oldest = None;
     }
 
-    /// Runs one attempt; returns whether the job is now terminal, and the
-    /// time the attempt ended.
-    fn run_one(&mut self, mut env: Envelope<T>) -> (bool, Timestamp) {
+    /// Starts an attempt of `env`: counts it, and returns the handler's
+    /// context and the start time (read only when latency is recorded).
+    pub(crate) fn begin(&mut self, env: &mut Envelope<T>) -> (JobContext, Timestamp) {
         let ctx = env.begin_attempt(self.index, self.shared.sem.max_attempts);
-        let shared = &*self.shared;
-        let st = &shared.stats[self.index];
-        st.started.add(1);
+        self.stats().started.add(1);
         let start = if self.recorder.is_on() {
-            shared.clock.now()
+            self.shared.clock.now()
         } else {
             Timestamp::default()
         };
-        let (ready, accepted) = (env.ready_at, env.accepted_at);
-        let (result, panicked) = attempt(|| (self.handler)(&ctx, &env.job.payload));
+        (ctx, start)
+    }
+
+    /// An attempt that began at `start` ended with `result`: settles it
+    /// (retry, complete or bury), counts it and records its latency.
+    /// Returns whether the job is now terminal, and the time it ended.
+    pub(crate) fn end(
+        &mut self,
+        env: Envelope<T>,
+        ctx: &JobContext,
+        result: Result<(), JobError>,
+        panicked: bool,
+        start: Timestamp,
+    ) -> (bool, Timestamp) {
+        let shared = &*self.shared;
+        let st = &shared.stats[self.index];
         if result.is_err() {
             st.failed_attempts.add(1);
         }
         if panicked {
             st.panicked.add(1);
         }
+        let (ready, accepted) = (env.ready_at, env.accepted_at);
         let now = shared.clock.now();
-        let settled = self.core.settle(&shared.sem, env, &ctx, result, now);
+        let settled = self.core.settle(&shared.sem, env, ctx, result, now);
         match settled {
             Settled::Completed => st.completed.add(1),
             Settled::Dead => st.dead.add(1),
@@ -384,15 +453,23 @@ where
     /// (A check by ring length would count a position a producer has claimed
     /// but not yet published, and the worker would spin instead of parking;
     /// that producer's `notify` comes after its publish and wakes us.)
-    fn sleep(&mut self) {
+    fn sleep<R: Runner<T>>(&mut self, runner: &R) {
         self.shared.idle.announce(self.index);
-        // Acquire pairs with the Release store in shutdown.
-        if self.shared.stop.load(Ordering::Acquire) || self.fill() {
+        // Acquire pairs with the Release store in shutdown. A woken attempt
+        // is work too (see `exec/wake.rs`).
+        if self.shared.stop.load(Ordering::Acquire)
+            || runner.woken()
+            || (runner.room() > 0 && self.fill(runner.room()))
+        {
             self.shared.idle.cancel(self.index);
             return;
         }
         self.stats().parks.add(1);
         let mut timeout = self.timer_timeout();
+        if let Some(due) = runner.next_deadline() {
+            let t = self.until(due);
+            timeout = Some(timeout.map_or(t, |o| o.min(t)));
+        }
         if self.dirty {
             // Wake once more after `PUBLISH_IDLE` to publish, then sleep
             // for good: at rest, readers see everything.
@@ -401,16 +478,26 @@ where
         self.shared.idle.sleep(self.index, timeout);
     }
 
-    /// How long a sleep may last before the earliest timer is due. A manual
-    /// clock moves by hand, so then the worker polls every millisecond.
+    /// How long a sleep may last before the earliest timer is due.
     fn timer_timeout(&self) -> Option<Duration> {
         let due = self.core.next_due()?;
+        Some(self.until(due))
+    }
+
+    /// How long until `due`. A manual clock moves by hand, so then the
+    /// worker polls every millisecond.
+    fn until(&self, due: Timestamp) -> Duration {
         let clock = &self.shared.clock;
-        Some(if clock.is_manual() {
+        if clock.is_manual() {
             Duration::from_millis(1)
         } else {
             due.saturating_since(clock.now())
-        })
+        }
+    }
+
+    /// Counts panics contained in user code other than handlers.
+    pub(crate) fn count_contained(&self, n: u64) {
+        self.shared.sem.count_contained(n);
     }
 }
 
