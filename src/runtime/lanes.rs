@@ -206,7 +206,11 @@ impl Runtime {
         T: Send + 'static,
         H: Fn(&JobContext, &T) -> Result<(), JobError> + Send + Sync + 'static,
     {
-        self.add(name, builder, SyncHandler(Arc::new(handler)))
+        self.add(
+            name,
+            builder,
+            SyncHandler(crate::loom::sync::Arc::new(handler)),
+        )
     }
 
     /// Like [`add_lane`](Runtime::add_lane), for an async handler: each of

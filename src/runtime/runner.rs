@@ -185,11 +185,12 @@ where
     }
 
     fn progress(&mut self, w: &mut Worker<T>) -> bool {
-        if self.slots.len() == 0 {
-            return false;
-        }
         let mut any = false;
         let limit = self.timeout;
+        // Even with nothing in flight: a late wake-up (a waker that fired
+        // after its attempt ended) leaves a bit that must be taken, or the
+        // sleep's re-check would see it forever and the worker would spin
+        // (found by the loom model in `loom-tests/tests/async_handlers.rs`).
         if self.slots.woken() {
             any = true;
             self.slots.poll_woken(|e| Self::settle(w, e, limit));
