@@ -107,8 +107,9 @@ macro_rules! submit_api {
         }
 
         /// Submits, waiting for room while there is none: a short spin, then
-        /// a park that each release of capacity ends, and that looks again
-        /// for ring room every millisecond. Called inside a handler of this
+        /// a park that each release of capacity ends, and each claim of
+        /// jobs by a worker (which frees ring or inbox room). Called inside
+        /// a handler of this
         /// engine it does not wait (its own worker may have to free the
         /// room): it answers at once, as `try_submit` does.
         pub fn submit(&self, job: Job<T>) -> Result<Submitted, SubmitError<T>> {
