@@ -29,6 +29,10 @@ pub(crate) enum Ended<E, O> {
     TimedOut(E),
 }
 
+/// What [`Slots::start`] did: `Ok(Some(_))` the attempt ended at once,
+/// `Ok(None)` it waits in a slot, `Err` it is handed back (no free slot).
+pub(crate) type Started<E, F> = Result<Option<Ended<E, <F as Future>::Output>>, (E, F)>;
+
 struct Slot<E, F> {
     attempt: Option<(E, Pin<Box<F>>)>,
     deadline: Option<Timestamp>,
@@ -87,12 +91,7 @@ impl<E, F: Future> Slots<E, F> {
     /// Starts an attempt: polls `fut` once. Returns how it ended if it did
     /// at once; otherwise it waits in a slot. The caller checks `room`
     /// first; with no room the attempt is handed back as `Err`.
-    pub(crate) fn start(
-        &mut self,
-        item: E,
-        fut: F,
-        deadline: Option<Timestamp>,
-    ) -> Result<Option<Ended<E, F::Output>>, (E, F)> {
+    pub(crate) fn start(&mut self, item: E, fut: F, deadline: Option<Timestamp>) -> Started<E, F> {
         let Some(i) = self.free.pop() else {
             return Err((item, fut));
         };

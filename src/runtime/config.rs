@@ -67,7 +67,10 @@ pub(crate) struct Config {
 /// A wrapper around each worker's whole loop (see
 /// [`Builder::worker_context`](crate::Builder::worker_context)).
 #[derive(Clone)]
-pub(crate) struct WorkerContext(pub(crate) std::sync::Arc<dyn Fn(&mut dyn FnMut()) + Send + Sync>);
+pub(crate) struct WorkerContext(pub(crate) std::sync::Arc<ContextFn>);
+
+/// The caller's wrapper: it gets the worker's loop as `run`.
+pub(crate) type ContextFn = dyn Fn(&mut dyn FnMut()) + Send + Sync;
 
 impl std::fmt::Debug for WorkerContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
