@@ -63,23 +63,34 @@ fn yield_now() -> impl Future<Output = ()> {
     })
 }
 
+/// An async handler that counts its starts, then waits at `latch`.
+fn latched(
+    latch: &Arc<AsyncLatch>,
+    started: &Arc<AtomicUsize>,
+) -> impl Fn(quay::JobContext, &u64) -> std::pin::Pin<Box<dyn Future<Output = Result<(), JobError>>>>
+       + Send
+       + Sync
+       + 'static {
+    let (l, s) = (latch.clone(), started.clone());
+    move |_, _| {
+        s.fetch_add(1, Ordering::SeqCst);
+        let wait = l.wait();
+        Box::pin(async move {
+            wait.await;
+            Ok(())
+        })
+    }
+}
+
 #[test]
 fn each_worker_runs_up_to_concurrency_attempts_at_once() {
     let latch = Arc::new(AsyncLatch::default());
     let started = Arc::new(AtomicUsize::new(0));
-    let (l, s) = (latch.clone(), started.clone());
     let engine = Engine::<u64>::builder()
         .workers(2)
         .pin_workers(false)
         .concurrency(8)
-        .build_async(move |_, _| {
-            s.fetch_add(1, Ordering::SeqCst);
-            let wait = l.wait();
-            async move {
-                wait.await;
-                Ok(())
-            }
-        })
+        .build_async(latched(&latch, &started))
         .unwrap();
     for id in 0..40u64 {
         engine.submit(Job::new(id, id)).unwrap();
@@ -220,20 +231,12 @@ fn an_attempt_past_its_timeout_is_dropped_and_retried_then_dies() {
 fn graceful_shutdown_waits_for_attempts_in_flight() {
     let latch = Arc::new(AsyncLatch::default());
     let started = Arc::new(AtomicUsize::new(0));
-    let (l, s) = (latch.clone(), started.clone());
     let engine = Arc::new(
         Engine::<u64>::builder()
             .workers(1)
             .pin_workers(false)
             .concurrency(4)
-            .build_async(move |_, _| {
-                s.fetch_add(1, Ordering::SeqCst);
-                let wait = l.wait();
-                async move {
-                    wait.await;
-                    Ok(())
-                }
-            })
+            .build_async(latched(&latch, &started))
             .unwrap(),
     );
     for id in 0..4u64 {

@@ -244,12 +244,10 @@ fn chunks(ids: Vec<u64>) -> Vec<Vec<u64>> {
     ids.chunks(250).map(|c| c.to_vec()).collect()
 }
 
-#[test]
-fn under_tokio_current_thread() {
+/// Runs the tasks on a tokio runtime built by `builder`.
+fn on_tokio(mut builder: tokio::runtime::Builder) {
     many_tasks_through_a_small_engine(|engine, ids| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let rt = builder.build().unwrap();
         rt.block_on(async {
             let tasks: Vec<_> = chunks(ids)
                 .into_iter()
@@ -263,22 +261,15 @@ fn under_tokio_current_thread() {
 }
 
 #[test]
+fn under_tokio_current_thread() {
+    on_tokio(tokio::runtime::Builder::new_current_thread());
+}
+
+#[test]
 fn under_tokio_multi_thread() {
-    many_tasks_through_a_small_engine(|engine, ids| {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let tasks: Vec<_> = chunks(ids)
-                .into_iter()
-                .map(|c| tokio::spawn(submit_all(engine.clone(), c)))
-                .collect();
-            for t in tasks {
-                t.await.unwrap();
-            }
-        });
-    });
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    b.worker_threads(2);
+    on_tokio(b);
 }
 
 #[test]
