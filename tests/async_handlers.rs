@@ -63,14 +63,14 @@ fn yield_now() -> impl Future<Output = ()> {
     })
 }
 
+/// The future of a test handler.
+type Attempt = std::pin::Pin<Box<dyn Future<Output = Result<(), JobError>>>>;
+
 /// An async handler that counts its starts, then waits at `latch`.
 fn latched(
     latch: &Arc<AsyncLatch>,
     started: &Arc<AtomicUsize>,
-) -> impl Fn(quay::JobContext, &u64) -> std::pin::Pin<Box<dyn Future<Output = Result<(), JobError>>>>
-       + Send
-       + Sync
-       + 'static {
+) -> impl Fn(quay::JobContext, &u64) -> Attempt + Send + Sync + 'static {
     let (l, s) = (latch.clone(), started.clone());
     move |_, _| {
         s.fetch_add(1, Ordering::SeqCst);
