@@ -154,14 +154,20 @@ pub mod __loom {
             self.0.room_freed()
         }
 
-        /// One poll of an async waiter (see `Gate::poll_wait`).
+        /// One poll of an async waiter (see `Gate::poll_wait`): `attempt`
+        /// returns `Some` on success, or `None` having failed for want of
+        /// capacity (`room == false`) or of ring room (`room == true`).
         pub fn poll_wait<R>(
             &self,
             wait: &mut AsyncWait,
             waker: &std::task::Waker,
-            attempt: impl FnMut() -> Option<R>,
+            room: bool,
+            mut attempt: impl FnMut() -> Option<R>,
         ) -> std::task::Poll<R> {
-            self.0.poll_wait(&mut wait.0, waker, attempt)
+            use crate::sync::capacity::Why;
+            let why = if room { Why::Room } else { Why::Capacity };
+            self.0
+                .poll_wait(&mut wait.0, waker, || attempt().ok_or(why))
         }
 
         /// Undoes a waiter's registration.

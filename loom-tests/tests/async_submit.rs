@@ -25,7 +25,9 @@ fn async_waiter_wakes_on_release() {
         let releaser = thread::spawn(move || g.release(1));
         let mut wait = AsyncWait::default();
         loom::future::block_on(std::future::poll_fn(|cx| {
-            gate.poll_wait(&mut wait, cx.waker(), || gate.try_acquire().then_some(()))
+            gate.poll_wait(&mut wait, cx.waker(), false, || {
+                gate.try_acquire().then_some(())
+            })
         }));
         releaser.join().unwrap();
         gate.abandon(&mut wait);
@@ -57,7 +59,7 @@ fn async_submit_wakes_on_ring_room() {
         let mut wait = AsyncWait::default();
         let mut job = Some(3u64);
         loom::future::block_on(std::future::poll_fn(|cx| {
-            gate.poll_wait(&mut wait, cx.waker(), || {
+            gate.poll_wait(&mut wait, cx.waker(), true, || {
                 let v = job.take()?;
                 match ring.push(v) {
                     Ok(()) => Some(()),

@@ -37,7 +37,7 @@ use crate::runtime::shard::Shard;
 use crate::runtime::shared::Shared;
 use crate::runtime::shutdown::{Drain, Shutdown};
 use crate::runtime::worker::Worker;
-use crate::sync::capacity::Gate;
+use crate::sync::capacity::{Gate, Why};
 use crate::sync::idle::Idle;
 use crossbeam_utils::CachePadded;
 use std::time::Duration;
@@ -408,7 +408,7 @@ impl<T: Send + 'static> Engine<T> {
                 if idle() {
                     Ok(())
                 } else {
-                    Err(())
+                    Err(((), Why::Capacity))
                 }
             })
             .is_ok()

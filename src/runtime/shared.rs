@@ -15,9 +15,17 @@ use crate::observe::metrics::{Counters, GaugeSnapshot, MetricsSnapshot};
 use crate::observe::stats::WorkerStats;
 use crate::runtime::config::{Config, PinWarning};
 use crate::runtime::shard::Shard;
-use crate::sync::capacity::{Gate, Refused};
+use crate::sync::capacity::{Gate, Refused, Why};
 use crate::sync::idle::Idle;
 use crossbeam_utils::CachePadded;
+
+/// One submit attempt's answer, for the waiting submits.
+pub(crate) enum Attempt<T> {
+    /// Accepted, a duplicate, or refused for shutdown: the final answer.
+    Done(Result<Submitted, SubmitError<T>>),
+    /// Refused as full, the job handed back, with what it waits for.
+    Blocked(Job<T>, Why),
+}
 
 /// State every thread may touch.
 pub(crate) struct Shared<T> {
@@ -53,6 +61,16 @@ impl<T: Send + 'static> Shared<T> {
     /// in the engine.
     #[inline]
     pub(crate) fn try_submit(&self, job: Job<T>) -> Result<Submitted, SubmitError<T>> {
+        match self.attempt_submit(job) {
+            Attempt::Done(r) => r,
+            Attempt::Blocked(job, _) => Err(SubmitError::Full(job)),
+        }
+    }
+
+    /// [`try_submit`](Self::try_submit), saying what a job refused as full
+    /// waits for: capacity, or ring or inbox room (see `Why`).
+    #[inline]
+    pub(crate) fn attempt_submit(&self, job: Job<T>) -> Attempt<T> {
         // Start the seen-ID set's likely cache miss now, so it overlaps the
         // room check, the capacity claim and the clock read.
         self.sem.prefetch_id(job.id);
@@ -63,17 +81,17 @@ impl<T: Send + 'static> Shared<T> {
         // releases nothing, so it cannot wake itself).
         if !self.has_room(&env, now) {
             self.count_rejected_full();
-            return Err(SubmitError::Full(env.job));
+            return Attempt::Blocked(env.job, Why::Room);
         }
         match self.gate.try_acquire(1) {
             Ok(_) => {}
             Err(Refused::Full) => {
                 self.count_rejected_full();
-                return Err(SubmitError::Full(env.job));
+                return Attempt::Blocked(env.job, Why::Capacity);
             }
-            Err(Refused::Closed) => return Err(SubmitError::ShuttingDown(env.job)),
+            Err(Refused::Closed) => return Attempt::Done(Err(SubmitError::ShuttingDown(env.job))),
         }
-        Ok(self.admit(env, now))
+        Attempt::Done(Ok(self.admit(env, now)))
     }
 
     /// Whether the ring or inbox `env` would go to has room now: a hint (a
@@ -172,12 +190,13 @@ impl<T: Send + 'static> Shared<T> {
         // Each attempt that fails takes no capacity and releases none, so
         // it cannot wake itself: the waiter sleeps until a worker (or a
         // duplicate, or shutdown) releases a unit, or a worker claims jobs
-        // and so frees ring or inbox room (`Gate::room_freed`).
+        // and so frees ring or inbox room (`Gate::room_freed`), if that is
+        // what it waits for.
         let out = self
             .gate
-            .wait_until(deadline, None, job, |j| match self.try_submit(j) {
-                Err(SubmitError::Full(j)) => Err(j),
-                other => Ok(other),
+            .wait_until(deadline, None, job, |j| match self.attempt_submit(j) {
+                Attempt::Blocked(j, why) => Err((j, why)),
+                Attempt::Done(r) => Ok(r),
             });
         out.unwrap_or_else(|j| Err(SubmitError::Timeout(j)))
     }

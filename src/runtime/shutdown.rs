@@ -19,6 +19,7 @@ use crate::loom::thread::JoinHandle;
 use crate::loom::time::Deadline;
 use crate::observe::counts::Counts;
 use crate::runtime::shared::Shared;
+use crate::sync::capacity::Why;
 
 /// What shutdown hands back.
 #[derive(Debug)]
@@ -79,7 +80,7 @@ pub(crate) fn run<T: Send + 'static>(
         if done || shared.hurry.load(Ordering::Acquire) {
             Ok(())
         } else {
-            Err(())
+            Err(((), Why::Capacity))
         }
     });
     // Release pairs with the Acquire load of `stop` in the worker loop.

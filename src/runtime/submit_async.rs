@@ -18,8 +18,8 @@
 
 use crate::error::{SubmitError, Submitted};
 use crate::job::Job;
-use crate::runtime::shared::Shared;
-use crate::sync::capacity::AsyncWait;
+use crate::runtime::shared::{Attempt, Shared};
+use crate::sync::capacity::{AsyncWait, Why};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -87,13 +87,16 @@ impl<T: Send + 'static> Future for SubmitAsync<'_, T> {
         }
         let slot = &mut this.job;
         shared.gate.poll_wait(&mut this.wait, cx.waker(), || {
-            let job = slot.take()?;
-            match shared.try_submit(job) {
-                Err(SubmitError::Full(job)) => {
+            let Some(job) = slot.take() else {
+                // Not reached: the job is put back after every refusal.
+                return Err(Why::Capacity);
+            };
+            match shared.attempt_submit(job) {
+                Attempt::Blocked(job, why) => {
                     *slot = Some(job);
-                    None
+                    Err(why)
                 }
-                other => Some(other),
+                Attempt::Done(answer) => Ok(answer),
             }
         })
     }

@@ -37,11 +37,12 @@
 //!
 //! A submit can also fail for want of ring or inbox room while the gate
 //! has capacity; a worker frees that room when it claims jobs, which
-//! releases nothing. So waiters are also counted in `room_waiters`, a word
-//! of its own (read-mostly, so a worker's check is a cache hit), and:
+//! releases nothing. So a waiter whose attempt failed for want of room
+//! ([`Why::Room`]) is also counted in `room_waiters`, a word of its own
+//! (read-mostly, so a worker's check is a cache hit), and:
 //!
-//! - a waiter registers (`room_waiters += 1`), then a `SeqCst` fence, then
-//!   attempts;
+//! - the waiter registers (`room_waiters += 1`), then a `SeqCst` fence,
+//!   then attempts again before it sleeps;
 //! - a worker that claimed jobs issues a `SeqCst` fence, then loads
 //!   `room_waiters`, and if it is not 0 wakes every waiter.
 //!
@@ -65,6 +66,17 @@ const HELD_MASK: u64 = (1 << HELD_BITS) - 1;
 const WAITER: u64 = 1 << HELD_BITS;
 const WAITERS_MASK: u64 = ((1 << 23) - 1) << HELD_BITS;
 const CLOSED: u64 = 1 << 63;
+
+/// Why a waiter's attempt failed: what it waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Why {
+    /// Capacity: every release wakes it.
+    Capacity,
+    /// Ring or inbox room: every claim by a worker wakes it too (a waiter
+    /// for capacity alone is not woken by claims, so backpressure on a
+    /// full engine costs the workers nothing).
+    Room,
+}
 
 /// Why an acquire failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,6 +113,8 @@ struct Waiters {
 #[derive(Debug, Default)]
 pub(crate) struct AsyncWait {
     registered: bool,
+    /// Counted in `room_waiters` too.
+    room: bool,
     /// This waiter's entry in `Waiters::wakers`, once it has parked.
     ticket: Option<u64>,
 }
@@ -201,22 +215,30 @@ impl Gate {
     }
 
     /// Registers a waiter, before its first waiting attempt: it is counted
-    /// in the word (so every release wakes it) and in `room_waiters` (so
-    /// every claim does).
+    /// in the word, so every release wakes it.
     fn register_waiter(&self) {
         // AcqRel: registers as a waiter, ordered against every `release` in
         // the word; see the module docs.
         let prev = self.word.fetch_add(WAITER, Ordering::AcqRel);
         debug_assert!(prev & WAITERS_MASK != WAITERS_MASK, "too many waiters");
+    }
+
+    fn deregister_waiter(&self) {
+        // Relaxed: deregistering publishes nothing.
+        self.word.fetch_sub(WAITER, Ordering::Relaxed);
+    }
+
+    /// Registers a waiter for room, after an attempt failed for want of it
+    /// and before the next: every claim then wakes it.
+    fn register_room(&self) {
         // Relaxed: ordered by the fence below.
         self.room_waiters.fetch_add(1, Ordering::Relaxed);
         // SeqCst fence: pairs with the fence in `room_freed`.
         fence(Ordering::SeqCst);
     }
 
-    fn deregister_waiter(&self) {
+    fn deregister_room(&self) {
         // Relaxed: deregistering publishes nothing.
-        self.word.fetch_sub(WAITER, Ordering::Relaxed);
         self.room_waiters.fetch_sub(1, Ordering::Relaxed);
     }
 
@@ -258,8 +280,9 @@ impl Gate {
 
     /// Blocks until `attempt(state)` succeeds, or `deadline` passes; then
     /// hands the state back. `attempt` is re-run after every release seen
-    /// with a waiter registered, and on close. It runs without the gate's
-    /// lock held, so it may itself acquire and release capacity.
+    /// with a waiter registered, on close, and (once it has failed for
+    /// [`Why::Room`]) after every claim. It runs without the gate's lock
+    /// held, so it may itself acquire and release capacity.
     ///
     /// An eventcount: the mutex guards a wake sequence number. A waiter
     /// reads the sequence *before* its attempt and sleeps only while the
@@ -275,19 +298,27 @@ impl Gate {
         deadline: Option<Deadline>,
         poll: Option<Duration>,
         state: S,
-        mut attempt: impl FnMut(S) -> Result<R, S>,
+        mut attempt: impl FnMut(S) -> Result<R, (S, Why)>,
     ) -> Result<R, S> {
         let poll = poll.filter(|_| !cfg!(quay_loom));
         let mut state = match attempt(state) {
             Ok(r) => return Ok(r),
-            Err(s) => s,
+            Err((s, _)) => s,
         };
         self.register_waiter();
+        let mut room = false;
         let out = 'outer: loop {
             let seen = self.seq();
             state = match attempt(state) {
                 Ok(r) => break Ok(r),
-                Err(s) => s,
+                Err((s, Why::Room)) if !room => {
+                    // Registered for claims now: attempt once more first.
+                    self.register_room();
+                    room = true;
+                    state = s;
+                    continue;
+                }
+                Err((s, _)) => s,
             };
             // Here too, not only before a sleep: releases that keep coming
             // (and do not make the attempt succeed) must not keep a waiter
@@ -331,12 +362,16 @@ impl Gate {
             }
         };
         self.deregister_waiter();
+        if room {
+            self.deregister_room();
+        }
         out
     }
 
     /// One poll of an async waiter: [`wait_until`](Gate::wait_until)'s
     /// loop, with the waker parked in the list instead of a sleep.
-    /// `attempt` returns `Some` on success. Returns `Ready` with it, or
+    /// `attempt` returns `Ok` on success, else what it waits for. Returns
+    /// `Ready` with its success, or
     /// `Pending` with the waker parked: the next wake-up (a release, a
     /// claim, a close) wakes it. The caller keeps `wait` and, when it is
     /// dropped unfinished, calls [`abandon`](Gate::abandon).
@@ -344,12 +379,12 @@ impl Gate {
         &self,
         wait: &mut AsyncWait,
         waker: &Waker,
-        mut attempt: impl FnMut() -> Option<R>,
+        mut attempt: impl FnMut() -> Result<R, Why>,
     ) -> std::task::Poll<R> {
         use std::task::Poll;
         if !wait.registered {
             // The first attempt, unregistered: the fast path.
-            if let Some(r) = attempt() {
+            if let Ok(r) = attempt() {
                 return Poll::Ready(r);
             }
             self.register_waiter();
@@ -357,9 +392,18 @@ impl Gate {
         }
         loop {
             let seen = self.seq();
-            if let Some(r) = attempt() {
-                self.abandon(wait);
-                return Poll::Ready(r);
+            match attempt() {
+                Ok(r) => {
+                    self.abandon(wait);
+                    return Poll::Ready(r);
+                }
+                Err(Why::Room) if !wait.room => {
+                    // Registered for claims now: attempt once more first.
+                    self.register_room();
+                    wait.room = true;
+                    continue;
+                }
+                Err(_) => {}
             }
             let mut w = relock(self.waiters.lock());
             if w.seq != seen {
@@ -400,6 +444,9 @@ impl Gate {
         }
         if std::mem::take(&mut wait.registered) {
             self.deregister_waiter();
+        }
+        if std::mem::take(&mut wait.room) {
+            self.deregister_room();
         }
     }
 }
