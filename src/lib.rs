@@ -64,7 +64,8 @@
 //! - `sync/`: the lock-free building blocks: the MPMC ring, the parker, the
 //!   sleep/wake protocol ([`IdleStrategy`]), the capacity gate.
 //! - `observe/`: [`Counts`], [`MetricsSnapshot`], latency [`Histograms`],
-//!   `.hgrm` output and the [`IntervalLog`].
+//!   `.hgrm` output and the [`IntervalLog`]; with the `tracing` feature,
+//!   the spans and events (`observe/trace.rs`).
 //! - [`clock`]: [`Clock`], [`ManualClock`], [`Timestamp`].
 //! - [`error`]: [`Submitted`], [`SubmitError`], [`JobError`],
 //!   [`BuildError`], [`RedriveError`].

@@ -29,6 +29,15 @@ pub(crate) enum Ended<E, O> {
     TimedOut(E),
 }
 
+impl<E, O> Ended<E, O> {
+    /// The attempt's item, however it ended.
+    pub(crate) fn item(&self) -> &E {
+        match self {
+            Ended::Done(e, _) | Ended::Panicked(e, _) | Ended::TimedOut(e) => e,
+        }
+    }
+}
+
 /// What [`Slots::start`] did: `Ok(Some(_))` the attempt ended at once,
 /// `Ok(None)` it waits in a slot, `Err` it is handed back (no free slot).
 pub(crate) type Started<E, F> = Result<Option<Ended<E, <F as Future>::Output>>, (E, F)>;

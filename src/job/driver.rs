@@ -29,16 +29,20 @@ use crate::error::{JobError, RedriveError, SubmitError, Submitted};
 use crate::exec::slots::{Ended, Slots};
 use crate::job::dlq::{DeadLetter, OnDead};
 use crate::job::envelope::Envelope;
-use crate::job::machine::{attempt, DriverGauges, Semantics, Settled, ShardCore};
+use crate::job::machine::{
+    async_outcome, attempt, DriverGauges, InFlight, Semantics, Settled, ShardCore,
+};
 use crate::job::status::JobStatus;
 use crate::job::{Job, JobContext, JobId, Key};
 use crate::observe::counts::Counts;
+use crate::observe::trace;
 use crate::runtime::config::Config;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-/// An async attempt in a driver: the handler's future, boxed to one type.
+/// An async attempt in a driver: the handler's future, in its span
+/// (`observe/trace.rs`), boxed to one type.
 type DynAttempt = Pin<Box<dyn Future<Output = Result<(), JobError>>>>;
 
 /// What [`Driver::start_async`] did with the next runnable job.
@@ -76,7 +80,7 @@ pub struct Driver<T> {
     closed: bool,
     counts: Counts,
     /// Async attempts in flight, made on first use.
-    in_flight: Option<Slots<(Envelope<T>, JobContext), DynAttempt>>,
+    in_flight: Option<Slots<InFlight<T>, DynAttempt>>,
     concurrency: usize,
     attempt_timeout: Option<Duration>,
 }
@@ -123,6 +127,7 @@ impl<T> Driver<T> {
             return Err(SubmitError::ShuttingDown(job));
         }
         if self.counts.held >= self.capacity {
+            trace::full(&self.sem.lane, job.id);
             return Err(SubmitError::Full(job));
         }
         let now = self.clock.now();
@@ -154,7 +159,10 @@ impl<T> Driver<T> {
         self.core.fire(self.clock.now());
         let mut env = self.core.pop_ready()?;
         let ctx = env.begin_attempt(0, self.sem.max_attempts);
-        let (result, panicked) = attempt(|| handler(&ctx, &env.job.payload));
+        // As a worker does: the span around the handler and the settling.
+        let span = trace::attempt_span(&self.sem.lane, &ctx);
+        let _in = span.enter();
+        let (result, panicked) = attempt(&self.sem.lane, &ctx, || handler(&ctx, &env.job.payload));
         Some(self.settle(env, ctx, result, panicked))
     }
 
@@ -218,18 +226,30 @@ impl<T> Driver<T> {
         let deadline = self
             .attempt_timeout
             .map(|d| self.clock.now().saturating_add(d));
-        let made = crate::job::guard::call(|| handler(ctx, &env.job.payload));
+        // As a worker does (see `runner.rs`): the span around the handler
+        // call, and on the future for every poll.
+        let span = trace::attempt_span(&self.sem.lane, &ctx);
+        let made = {
+            let _in = span.enter();
+            crate::job::guard::call(|| handler(ctx, &env.job.payload))
+        };
+        let a = InFlight {
+            env,
+            ctx,
+            start: Timestamp::default(),
+            span,
+        };
         let ended = match made {
-            Err(msg) => Ended::Panicked((env, ctx), msg),
+            Err(msg) => Ended::Panicked(a, msg),
             Ok(fut) => {
                 let slots = self.in_flight.as_mut()?;
-                let fut: DynAttempt = Box::pin(fut);
-                match slots.start((env, ctx), fut, deadline) {
+                let fut: DynAttempt = Box::pin(trace::traced(fut, &a.span));
+                match slots.start(a, fut, deadline) {
                     Ok(None) => return Some(Started::Pending(ctx.id)),
                     Ok(Some(e)) => e,
-                    Err(((env, ctx), fut)) => {
+                    Err((a, fut)) => {
                         self.sem.drop_user(fut);
-                        Ended::Panicked((env, ctx), "no slot".into())
+                        Ended::Panicked(a, "no slot".into())
                     }
                 }
             }
@@ -260,20 +280,12 @@ impl<T> Driver<T> {
         self.in_flight.as_ref().map_or(0, |s| s.len())
     }
 
-    fn end_async(&mut self, e: Ended<(Envelope<T>, JobContext), Result<(), JobError>>) -> Step {
-        let ((env, ctx), result, panicked) = match e {
-            Ended::Done(a, r) => (a, r, false),
-            Ended::Panicked(a, msg) => (a, Err(JobError::Retry(format!("panic: {msg}"))), true),
-            Ended::TimedOut(a) => {
-                let d = self.attempt_timeout.unwrap_or_default();
-                (
-                    a,
-                    Err(JobError::Retry(format!("timed out after {d:?}"))),
-                    false,
-                )
-            }
-        };
-        self.settle(env, ctx, result, panicked)
+    /// Settles an ended async attempt inside its span.
+    fn end_async(&mut self, e: Ended<InFlight<T>, Result<(), JobError>>) -> Step {
+        let span = e.item().span.clone();
+        let _in = span.enter();
+        let (a, result, panicked) = async_outcome(&self.sem.lane, e, self.attempt_timeout);
+        self.settle(a.env, a.ctx, result, panicked)
     }
 
     fn count_future_drops(&mut self) {
@@ -371,7 +383,7 @@ impl<T> Driver<T> {
         let mut left = Vec::new();
         // In flight first: a key's busy job before those queued behind it.
         if let Some(mut slots) = self.in_flight.take() {
-            slots.drain(|(env, _)| left.push(env));
+            slots.drain(|a| left.push(a.env));
             self.sem.count_contained(slots.take_contained());
         }
         self.core.drain_into(&mut left);

@@ -15,10 +15,15 @@
 //! [`ShardCore`] is one shard's owner-only part: its key table, its timer,
 //! and the jobs only it may run. [`Semantics`] is what all shards share: the
 //! seen-ID set, the DLQ, the retry policy. See `docs/semantics.md`.
+//!
+//! An attempt's ending is turned into `settle`'s inputs here too, for both
+//! kinds of handler ([`attempt`], [`async_outcome`]), and the state changes
+//! are traced where they are made (`observe/trace.rs`).
 
 use crate::clock::Timestamp;
 use crate::dedup::SeenSet;
 use crate::error::JobError;
+use crate::exec::slots::Ended;
 use crate::job::dlq::{DeadLetter, Dlq};
 use crate::job::envelope::Envelope;
 use crate::job::hooks::Hooks;
@@ -27,7 +32,9 @@ use crate::job::retry::{decide, Decision, RetryPolicy, Rng};
 use crate::job::timer::{Timer, Waiting};
 use crate::job::JobContext;
 use crate::loom::sync::atomic::{AtomicU64, Ordering};
+use crate::observe::trace;
 use std::collections::VecDeque;
+use std::time::Duration;
 
 /// The semantics every shard shares.
 pub(crate) struct Semantics<T> {
@@ -41,6 +48,9 @@ pub(crate) struct Semantics<T> {
     /// Panics from user code other than handlers (payload drops, the
     /// hooks) contained so far.
     contained: AtomicU64,
+    /// The engine's name, for its spans and events (nothing without the
+    /// `tracing` feature).
+    pub(crate) lane: trace::Lane,
 }
 
 impl<T> Semantics<T> {
@@ -55,6 +65,7 @@ impl<T> Semantics<T> {
             max_attempts: config.max_attempts,
             hooks: config.hooks.clone(),
             contained: AtomicU64::new(0),
+            lane: trace::Lane::new(&config.name),
         }
     }
 
@@ -87,12 +98,18 @@ impl<T> Semantics<T> {
     }
 
     /// Dedup at submit: `true` if the job is new (its ID is now live).
+    /// Every submit path (single, batch, driver) asks here, so a duplicate
+    /// is traced here.
     #[inline]
     pub(crate) fn admit_id(&self, env: &Envelope<T>) -> bool {
-        match &self.seen {
+        let new = match &self.seen {
             Some(s) => s.try_insert(env.job.id, env.accepted_at),
             None => true,
+        };
+        if !new {
+            trace::duplicate(&self.lane, env.job.id);
         }
+        new
     }
 
     /// A hint that `admit_id` of `id` is coming: starts its cache miss.
@@ -131,6 +148,8 @@ impl<T> Semantics<T> {
             Ok(())
         });
         let dl = taken.ok_or(RedriveError::NotFound)??;
+        // Placing cannot fail after this (engine and driver alike).
+        trace::redrive(&self.lane, id);
         let mut job = dl.job;
         job.schedule = crate::job::Schedule::Now;
         Ok(job)
@@ -160,14 +179,62 @@ impl Settled {
     }
 }
 
-/// Runs one attempt of `handler`, containing a panic as a transient
-/// failure with the panic's message. Returns the result and whether it
-/// panicked.
+/// Runs one attempt (`ctx`) of a sync handler, containing a panic as a
+/// transient failure with the panic's message. Returns the result and
+/// whether it panicked.
 #[inline]
-pub(crate) fn attempt(run: impl FnOnce() -> Result<(), JobError>) -> (Result<(), JobError>, bool) {
+pub(crate) fn attempt(
+    lane: &trace::Lane,
+    ctx: &JobContext,
+    run: impl FnOnce() -> Result<(), JobError>,
+) -> (Result<(), JobError>, bool) {
     match crate::job::guard::call(run) {
         Ok(r) => (r, false),
-        Err(msg) => (Err(JobError::Retry(format!("panic: {msg}"))), true),
+        Err(msg) => (Err(panic_error(lane, ctx, &msg)), true),
+    }
+}
+
+/// A contained handler panic, as the attempt's error.
+#[cold]
+fn panic_error(lane: &trace::Lane, ctx: &JobContext, msg: &str) -> JobError {
+    trace::panicked(lane, ctx, msg);
+    JobError::Retry(format!("panic: {msg}"))
+}
+
+/// What a worker's async runner and the driver keep beside an async
+/// attempt's future: the job, the handler's context, the attempt's start
+/// (for latency; the driver does not record it) and its span.
+pub(crate) struct InFlight<T> {
+    pub(crate) env: Envelope<T>,
+    pub(crate) ctx: JobContext,
+    pub(crate) start: Timestamp,
+    pub(crate) span: trace::Span,
+}
+
+/// How an async attempt ended, as `settle`'s inputs: the attempt, its
+/// result (a panicking poll or a timeout is a transient failure) and
+/// whether it panicked. `limit` is the attempt timeout. Called inside the
+/// attempt's span.
+pub(crate) fn async_outcome<T>(
+    lane: &trace::Lane,
+    e: Ended<InFlight<T>, Result<(), JobError>>,
+    limit: Option<Duration>,
+) -> (InFlight<T>, Result<(), JobError>, bool) {
+    match e {
+        Ended::Done(a, r) => (a, r, false),
+        Ended::Panicked(a, msg) => {
+            let err = panic_error(lane, &a.ctx, &msg);
+            (a, Err(err), true)
+        }
+        Ended::TimedOut(a) => {
+            let d = limit.unwrap_or_default();
+            trace::timed_out(lane, &a.ctx, d);
+            (
+                a,
+                Err(JobError::Retry(format!("timed out after {d:?}"))),
+                false,
+            )
+        }
     }
 }
 
@@ -304,12 +371,14 @@ impl<T> ShardCore<T> {
                 env.ready_at = now.saturating_add(d);
                 // The key (if any) stays busy: it waits with its job.
                 self.timer.insert(env.ready_at, env);
+                trace::retry(&sem.lane, ctx, d, &err);
                 if sem.hooks.retrying(ctx, &err, d) {
                     sem.count_contained(1);
                 }
                 Settled::Retrying
             }
             Decision::Dead => {
+                trace::dead(&sem.lane, env.job.id, env.attempts, &err);
                 self.conclude(sem, &env, now, Record::Now);
                 let panics = sem.dlq.push(DeadLetter {
                     attempts: env.attempts,

@@ -7,9 +7,12 @@
 //! - `metrics`: [`MetricsSnapshot`](crate::MetricsSnapshot) and the
 //!   `metrics` facade.
 //! - `hgrm`: `.hgrm` percentile output and the V2 interval log.
+//! - `trace`: every `tracing` span and event (feature `tracing`; without
+//!   it, empty inline functions and zero-sized types).
 
 pub(crate) mod counts;
 pub(crate) mod hgrm;
 pub(crate) mod latency;
 pub(crate) mod metrics;
 pub(crate) mod stats;
+pub(crate) mod trace;

@@ -174,7 +174,7 @@ impl<T: Send + 'static> Batch<'_, T> {
     fn refuse(&mut self, job: Job<T>, why: Refused) {
         let (outcome, err) = match why {
             Refused::Full => {
-                self.shared.count_rejected_full();
+                self.shared.count_rejected_full(job.id);
                 (BatchOutcome::Full, SubmitError::Full(job))
             }
             Refused::Closed => (BatchOutcome::ShuttingDown, SubmitError::ShuttingDown(job)),

@@ -11,13 +11,20 @@
 //! Order per key holds as it does for sync handlers: a key's next job
 //! becomes runnable only when its previous one settles terminal, whenever
 //! that future completes.
+//!
+//! Tracing (`observe/trace.rs`): an async attempt's span is entered around
+//! the handler's synchronous call, kept beside the future for its
+//! settling, and attached to the future itself ([`Traced`]), so every poll
+//! of the attempt, and the future's drop, is inside it.
 
 use crate::clock::Timestamp;
 use crate::error::JobError;
 use crate::exec::slots::{Ended, Slots};
 use crate::job::envelope::Envelope;
+use crate::job::machine::{async_outcome, InFlight};
 use crate::job::JobContext;
 use crate::loom::sync::Arc;
+use crate::observe::trace::{self, Traced};
 use crate::runtime::shared::Shared;
 use crate::runtime::worker::{Runner, Worker};
 use std::future::Future;
@@ -107,14 +114,17 @@ where
     }
 }
 
-/// What a slot holds beside the future: the job, the handler's context
-/// and the attempt's start.
-type Attempt<T> = (Envelope<T>, JobContext, Timestamp);
-
 /// Runs up to `concurrency` attempts at once as futures in its slots.
+///
+/// A slot's future is the handler's `F` wrapped in [`Traced`], which with
+/// the `tracing` feature is `tracing`'s `Instrumented<F>`, entering the
+/// attempt's span for each poll and for the drop, and without it is `F`
+/// itself. Wrapping the future is the simplest sound way: the slots stay
+/// unaware of tracing, no poll can miss the span, and `Instrumented` needs
+/// no `unsafe` of ours (the slots pin it in its box like any future).
 pub(crate) struct AsyncRunner<T, H, F: Future> {
     handler: Arc<H>,
-    slots: Slots<Attempt<T>, F>,
+    slots: Slots<InFlight<T>, Traced<F>>,
     timeout: Option<Duration>,
 }
 
@@ -124,20 +134,14 @@ where
     H: Fn(JobContext, &T) -> F,
     F: Future<Output = Result<(), JobError>>,
 {
-    fn settle(w: &mut Worker<T>, e: Ended<Attempt<T>, F::Output>, limit: Option<Duration>) {
-        let ((env, ctx, start), result, panicked) = match e {
-            Ended::Done(a, r) => (a, r, false),
-            Ended::Panicked(a, msg) => (a, Err(JobError::Retry(format!("panic: {msg}"))), true),
-            Ended::TimedOut(a) => {
-                let d = limit.unwrap_or_default();
-                (
-                    a,
-                    Err(JobError::Retry(format!("timed out after {d:?}"))),
-                    false,
-                )
-            }
+    /// Settles an ended attempt inside its span.
+    fn settle(w: &mut Worker<T>, e: Ended<InFlight<T>, F::Output>, limit: Option<Duration>) {
+        let span = e.item().span.clone();
+        let (terminal, now) = {
+            let _in = span.enter();
+            let (a, result, panicked) = async_outcome(&w.shared().sem.lane, e, limit);
+            w.end(a.env, &a.ctx, result, panicked, a.start)
         };
-        let (terminal, now) = w.end(env, &ctx, result, panicked, start);
         w.ended(terminal, now, false);
     }
 }
@@ -160,19 +164,32 @@ where
             let (ctx, start) = w.begin(&mut env);
             let now = w.shared().clock.now();
             let deadline = self.timeout.map(|d| now.saturating_add(d));
+            let span = trace::attempt_span(&w.shared().sem.lane, &ctx);
             // The handler's synchronous part is user code too.
-            let made = crate::job::guard::call(|| (self.handler)(ctx, &env.job.payload));
+            let made = {
+                let _in = span.enter();
+                crate::job::guard::call(|| (self.handler)(ctx, &env.job.payload))
+            };
+            let a = InFlight {
+                env,
+                ctx,
+                start,
+                span,
+            };
             let ended = match made {
-                Ok(fut) => match self.slots.start((env, ctx, start), fut, deadline) {
-                    Ok(ended) => ended,
-                    // Not reached: room was checked. Settle it as a failed
-                    // attempt rather than lose it.
-                    Err(((env, ctx, start), fut)) => {
-                        w.count_contained(u64::from(crate::job::guard::drop_value(fut)));
-                        Some(Ended::Panicked((env, ctx, start), "no slot".into()))
+                Ok(fut) => {
+                    let fut = trace::traced(fut, &a.span);
+                    match self.slots.start(a, fut, deadline) {
+                        Ok(ended) => ended,
+                        // Not reached: room was checked. Settle it as a
+                        // failed attempt rather than lose it.
+                        Err((a, fut)) => {
+                            w.count_contained(u64::from(crate::job::guard::drop_value(fut)));
+                            Some(Ended::Panicked(a, "no slot".into()))
+                        }
                     }
-                },
-                Err(msg) => Some(Ended::Panicked((env, ctx, start), msg)),
+                }
+                Err(msg) => Some(Ended::Panicked(a, msg)),
             };
             if let Some(e) = ended {
                 Self::settle(w, e, self.timeout);
@@ -219,7 +236,7 @@ where
     }
 
     fn drain(&mut self, w: &mut Worker<T>, out: &mut Vec<Envelope<T>>) {
-        self.slots.drain(|(env, _, _)| out.push(env));
+        self.slots.drain(|a| out.push(a.env));
         w.count_contained(self.slots.take_contained());
     }
 }

@@ -80,13 +80,13 @@ impl<T: Send + 'static> Shared<T> {
         // is nothing to undo (and a blocked submit's failed attempt
         // releases nothing, so it cannot wake itself).
         if !self.has_room(&env, now) {
-            self.count_rejected_full();
+            self.count_rejected_full(env.job.id);
             return Attempt::Blocked(env.job, Why::Room);
         }
         match self.gate.try_acquire(1) {
             Ok(_) => {}
             Err(Refused::Full) => {
-                self.count_rejected_full();
+                self.count_rejected_full(env.job.id);
                 return Attempt::Blocked(env.job, Why::Capacity);
             }
             Err(Refused::Closed) => return Attempt::Done(Err(SubmitError::ShuttingDown(env.job))),
@@ -111,13 +111,17 @@ impl<T: Send + 'static> Shared<T> {
         (0..n).any(|i| self.shards[(home + i) % n].ring.has_room())
     }
 
+    /// Counts (and traces) a submit of `id` refused for capacity: every
+    /// submit path's `Full` comes through here.
     #[cold]
-    pub(crate) fn count_rejected_full(&self) {
+    pub(crate) fn count_rejected_full(&self, id: JobId) {
         self.shards[home_shard(self.shards.len())].count_rejected_full();
+        crate::observe::trace::full(&self.sem.lane, id);
     }
 
     /// Dedups and places an envelope that holds one unit of capacity. A
-    /// duplicate's unit is released and its payload dropped.
+    /// duplicate's unit is released and its payload dropped (dedup traces
+    /// it: `Semantics::admit_id`).
     #[inline]
     pub(crate) fn admit(&self, env: Envelope<T>, now: Timestamp) -> Submitted {
         if !self.sem.admit_id(&env) {

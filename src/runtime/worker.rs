@@ -27,6 +27,7 @@ use crate::loom::sync::Arc;
 use crate::loom::time::Stopwatch;
 use crate::observe::latency::Recorder;
 use crate::observe::stats::WorkerStats;
+use crate::observe::trace;
 use crate::runtime::shared::Shared;
 use crate::sync::idle::{Backoff, IdleStrategy};
 use std::collections::VecDeque;
@@ -324,8 +325,16 @@ impl<T: Send + 'static> Worker<T> {
     {
         while let Some(mut env) = self.local.pop_front() {
             let (ctx, start) = self.begin(&mut env);
-            let (result, panicked) = attempt(|| handler(&ctx, &env.job.payload));
-            let (terminal, now) = self.end(env, &ctx, result, panicked, start);
+            // The attempt's span (`observe/trace.rs`; nothing without the
+            // feature), around the handler and the settling: the handler's
+            // events and a retry's or death's are inside it.
+            let (terminal, now) = {
+                let lane = &self.shared.sem.lane;
+                let span = trace::attempt_span(lane, &ctx);
+                let _in = span.enter();
+                let (result, panicked) = attempt(lane, &ctx, || handler(&ctx, &env.job.payload));
+                self.end(env, &ctx, result, panicked, start)
+            };
             // An attempt that ran long makes a commit cheap beside it, and
             // tells that the next one may be long too: commit now rather
             // than hold these endings through it.
