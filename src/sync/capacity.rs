@@ -108,8 +108,8 @@ struct Waiters {
     next_ticket: u64,
 }
 
-/// An async waiter's registration: made by [`Gate::register`], undone by
-/// [`Gate::deregister`] (the waiter's `Drop` must call it).
+/// An async waiter's registration: made by [`Gate::poll_wait`], undone by
+/// [`Gate::abandon`] (the waiter's `Drop` must call it).
 #[derive(Debug, Default)]
 pub(crate) struct AsyncWait {
     registered: bool,
