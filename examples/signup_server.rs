@@ -657,38 +657,6 @@ async fn dead(State(app): State<AppState>) -> Response {
 }
 
 // ---------------------------------------------------------------------------
-// Until `Engine::submit_async` lands on main: a stand-in with its signature
-// and its drop semantics (a dropped future hands nothing to the engine),
-// polling for room every millisecond with tokio's timer.
-
-trait SubmitAsyncShim<T> {
-    fn submit_async(
-        &self,
-        job: Job<T>,
-    ) -> impl std::future::Future<Output = Result<Submitted, SubmitError<T>>> + Send + '_;
-}
-
-impl<T: Send + 'static> SubmitAsyncShim<T> for Engine<T> {
-    fn submit_async(
-        &self,
-        job: Job<T>,
-    ) -> impl std::future::Future<Output = Result<Submitted, SubmitError<T>>> + Send + '_ {
-        async move {
-            let mut job = job;
-            loop {
-                match self.try_submit(job) {
-                    Err(SubmitError::Full(j)) => {
-                        job = j;
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    }
-                    other => return other,
-                }
-            }
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------
 // The binary
 
 fn parse_args() -> Result<(u16, bool), String> {
