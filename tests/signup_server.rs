@@ -13,7 +13,7 @@
 //! minute's limit) but only a failure to finish ever reaches the bound.
 
 #[allow(dead_code)]
-#[path = "../examples/signup_server.rs"]
+#[path = "../examples/signup_server/main.rs"]
 mod signup_server;
 
 use quay::RuntimeShutdown;
