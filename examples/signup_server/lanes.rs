@@ -1,6 +1,8 @@
 //! The quay side of the service: the jobs' payloads and IDs, their
 //! simulated work, the latch a test holds the handlers behind, the ledger
-//! of every run, and the runtime with its three lanes and their handlers.
+//! of every run, and the runtime with its three lanes and their handlers:
+//! the email lane's is async (it awaits the mail server), the resize and
+//! analytics lanes' are sync (they compute).
 //!
 //! Nothing here knows about HTTP: `routes.rs` submits to these lanes.
 
@@ -9,12 +11,15 @@ use quay::{BuildError, Engine, JobError, JobId, Lane, Runtime};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
+use tokio::runtime::Handle;
 
 /// How long each simulated job takes.
 #[derive(Clone, Copy, Debug)]
 pub struct Work {
-    /// The welcome email's SMTP round trip: the worker waits, idle.
+    /// The welcome email's SMTP round trip: an async sleep, during which
+    /// the email worker polls the other emails in flight.
     pub email_io: Duration,
     /// The avatar resize: the worker computes.
     pub resize_cpu: Duration,
@@ -33,8 +38,24 @@ impl Default for Work {
 }
 
 /// A gate that starts closed; `open` lets every waiter through, for good.
+/// The sync handlers [`wait`](Latch::wait), blocking their worker; the
+/// async email handler awaits [`opened`](Latch::opened), which holds no
+/// thread, so its worker keeps polling the other emails in flight.
 #[derive(Clone, Debug, Default)]
-pub struct Latch(Arc<(Mutex<bool>, Condvar)>);
+pub struct Latch(Arc<LatchInner>);
+
+#[derive(Debug, Default)]
+struct LatchInner {
+    state: Mutex<LatchState>,
+    cv: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct LatchState {
+    open: bool,
+    /// The async waiters to wake on `open`.
+    wakers: Vec<Waker>,
+}
 
 impl Latch {
     /// A closed latch.
@@ -44,18 +65,40 @@ impl Latch {
 
     /// Opens the latch: waiters go on, and later ones do not wait.
     pub fn open(&self) {
-        let (open, cv) = &*self.0;
-        *open.lock().unwrap() = true;
-        cv.notify_all();
+        let wakers = {
+            let mut s = self.0.state.lock().unwrap();
+            s.open = true;
+            std::mem::take(&mut s.wakers)
+        };
+        self.0.cv.notify_all();
+        for w in wakers {
+            w.wake();
+        }
     }
 
-    /// Waits until the latch is open.
+    /// Waits (blocking the thread) until the latch is open.
     pub fn wait(&self) {
-        let (open, cv) = &*self.0;
-        let mut g = open.lock().unwrap();
-        while !*g {
-            g = cv.wait(g).unwrap();
+        let mut s = self.0.state.lock().unwrap();
+        while !s.open {
+            s = self.0.cv.wait(s).unwrap();
         }
+    }
+
+    /// Resolves once the latch is open, without blocking the thread. Works
+    /// under any executor: the waker is kept under the same lock as the
+    /// flag, so an `open` between the check and the wait cannot be missed.
+    pub async fn opened(&self) {
+        std::future::poll_fn(|cx| {
+            let mut s = self.0.state.lock().unwrap();
+            if s.open {
+                return Poll::Ready(());
+            }
+            if !s.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                s.wakers.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
     }
 }
 
@@ -164,27 +207,40 @@ pub(super) struct Lanes {
 
 impl Lanes {
     /// Starts the three lanes with `config`'s workers, capacities, work
-    /// and latch.
-    pub(super) fn start(config: &Config) -> Result<Lanes, BuildError> {
+    /// and latch; the email lane's handlers use `tokio`'s timers.
+    pub(super) fn start(config: &Config, tokio: Handle) -> Result<Lanes, BuildError> {
         let runtime = Runtime::new();
         let ledger = Arc::new(Ledger::default());
         let work = config.work;
         // Unpinned: this process's cores are shared with tokio's threads,
         // and a pin would not keep them away.
+        // The email lane is async: the handler's wait for the mail server
+        // is an `.await`, so one worker keeps up to `email_concurrency`
+        // emails in flight. Its worker runs inside the server's tokio
+        // runtime context, for `tokio::time::sleep` (a real client's
+        // sockets would need it too); quay polls the futures itself.
         let (l, hold) = (ledger.clone(), config.hold.clone());
-        let email = runtime.add_lane(
+        let email = runtime.add_async_lane(
             "email",
             Engine::<Email>::builder()
                 .workers(config.email_workers)
+                .concurrency(config.email_concurrency)
                 .pin_workers(false)
-                .capacity(config.email_capacity),
+                .capacity(config.email_capacity)
+                .worker_context(move |run| {
+                    let _entered = tokio.enter();
+                    run()
+                }),
             move |ctx, e: &Email| {
-                if let Some(h) = &hold {
-                    h.wait();
+                let (l, hold, e) = (l.clone(), hold.clone(), e.clone());
+                async move {
+                    if let Some(h) = &hold {
+                        h.opened().await;
+                    }
+                    l.record("email", ctx.id());
+                    tokio::time::sleep(work.email_io).await; // the SMTP round trip
+                    email_verdict(&e)
                 }
-                l.record("email", ctx.id());
-                std::thread::sleep(work.email_io); // the SMTP round trip
-                email_verdict(e)
             },
         )?;
         let (l, hold) = (ledger.clone(), config.hold.clone());

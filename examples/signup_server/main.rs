@@ -52,8 +52,11 @@ use std::time::Duration;
 /// The service's settings.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Email workers: the handler mostly waits, so more than the cores.
+    /// Email workers. The email handler is async (it mostly waits), so one
+    /// worker serves many emails at once: see `email_concurrency`.
     pub email_workers: usize,
+    /// Emails each email worker has in flight at once.
+    pub email_concurrency: usize,
     /// Jobs each lane may hold (queued and running) before a submit waits.
     pub email_capacity: u64,
     /// See `email_capacity`.
@@ -77,7 +80,8 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Config {
         Config {
-            email_workers: 4,
+            email_workers: 1,
+            email_concurrency: 64,
             email_capacity: 4_096,
             resize_capacity: 1_024,
             analytics_capacity: 8_192,
@@ -91,9 +95,18 @@ impl Default for Config {
 }
 
 /// Builds the lanes and the router. The caller serves the router and, when
-/// it is done serving, calls [`AppState::shutdown`].
+/// it is done serving, calls [`AppState::shutdown`] (while the tokio
+/// runtime still runs: the email lane's attempts in flight need its
+/// timers to finish).
+///
+/// # Panics
+///
+/// Outside a tokio runtime: the email lane's async handler runs in the
+/// context of the runtime that calls `app`.
 pub fn app(config: Config) -> Result<(Router, AppState), BuildError> {
-    let lanes = lanes::Lanes::start(&config)?;
+    let tokio = tokio::runtime::Handle::try_current()
+        .expect("signup_server::app is called inside a tokio runtime");
+    let lanes = lanes::Lanes::start(&config, tokio)?;
     let state = AppState::new(config, lanes);
     Ok((routes::router(state.clone()), state))
 }
