@@ -88,7 +88,7 @@ fn main() {
     );
     println!(
         "machine: {}, {} cores",
-        cpu_model(),
+        common::cpu_model(),
         core_affinity::get_core_ids().map_or(0, |c| c.len())
     );
     let current = TokioBuilder::new_current_thread()
@@ -584,16 +584,4 @@ fn io_bound(s: &Sizes, rt: &Runtime) {
          dedup (and no retries, DLQ or accounting); every quay row dedups each job's ID at \
          submit, and (e) runs each key's jobs one at a time, in order."
     );
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
 }

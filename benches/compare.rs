@@ -34,7 +34,7 @@ fn main() {
     println!("quay comparison: {n} jobs per run, best of {reps}");
     println!(
         "machine: {}, {} cores",
-        cpu_model(),
+        common::cpu_model(),
         core_affinity::get_core_ids().map_or(0, |c| c.len())
     );
     let mut rows = String::from("shape,system,jobs_per_s,ns_per_job,quay_times\n");
@@ -124,18 +124,6 @@ fn main() {
             eprintln!("compare: could not write {path}: {e}");
         }
     }
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
 }
 
 /// What the shape names in the plot mean, one line each.
