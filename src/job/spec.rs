@@ -215,6 +215,27 @@ impl<T> Job<T> {
         self.id
     }
 
+    /// The job's own attempt limit, if it set one with [`Job::max_attempts`].
+    pub fn own_max_attempts(&self) -> Option<NonZeroU32> {
+        self.max_attempts
+    }
+
+    /// The delay set with [`Job::delay`], if any.
+    pub fn delay_of(&self) -> Option<Duration> {
+        match self.schedule {
+            Schedule::After(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// The start time set with [`Job::run_at`], if any.
+    pub fn run_at_of(&self) -> Option<Timestamp> {
+        match self.schedule {
+            Schedule::At(t) => Some(t),
+            _ => None,
+        }
+    }
+
     /// The job's attempt limit: its own, or else `default` (the engine's).
     #[inline]
     pub(crate) fn max_attempts_or(&self, default: u32) -> u32 {

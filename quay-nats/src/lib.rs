@@ -1,0 +1,34 @@
+//! quay on NATS JetStream: a durable, multi-node job queue whose nodes each
+//! run a local quay engine at full speed, while JetStream holds every job
+//! until a node has finished it.
+//!
+//! `docs/scale-out.md` explains the architecture, the ownership and fencing
+//! protocol, and the guarantees.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`settings`] | [`Cluster`] and [`NodeSettings`], validated |
+//! | [`setup`] | the streams and KV buckets, created or checked |
+//! | [`producer`] | [`Producer`]: publish with dedup, per-key order, `Full` |
+//! | [`node`] | [`Node`]: leases, takeover, fetch, fence, acks, DLQ |
+//! | [`partition`] | partitions, headers, local job IDs |
+//! | [`codec`] | [`Codec`] and [`Json`] |
+//! | [`server`] | starting a real `nats-server` for tests and the demo |
+//! | [`error`] | every typed error |
+
+#![warn(missing_docs)]
+
+pub mod codec;
+pub mod error;
+pub mod node;
+pub mod partition;
+pub mod producer;
+pub mod server;
+pub mod settings;
+pub mod setup;
+
+pub use codec::{Codec, Json};
+pub use error::{BridgeError, ConfigError, PublishError};
+pub use node::{Fenced, Node, NodeBuilder, NodeReport, NodeStats, Token, CRASH_LOOP};
+pub use producer::Producer;
+pub use settings::{Cluster, Discard, NodeSettings};
