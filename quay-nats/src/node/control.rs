@@ -135,7 +135,7 @@ pub(crate) async fn run<T: Send + Sync + 'static>(shared: Arc<Shared<T>>, mut qu
             let Some(held) = lease::acquire(&shared.objects.leases, p, &name).await else { continue };
             let fence = Arc::new(Fence::new(p, held.generation, shared.epoch, sent + ttl));
             let (stop, stopped) = watch::channel(false);
-            tokio::task::spawn_local(partition::run(shared.clone(), fence.clone(), share, stopped));
+            tokio::spawn(partition::run(shared.clone(), fence.clone(), share, stopped));
             shared.stats.add(&shared.stats.acquired, 1);
             owned.insert(p, Owned { held, fence, stop, renewed: sent, drain: None });
         }

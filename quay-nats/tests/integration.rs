@@ -1,0 +1,184 @@
+//! The bridge against a real nats-server: publish, run, ack; duplicates;
+//! poison to the DLQ exactly once; a delayed retry; a full stream; and a
+//! takeover that replays the un-acked tail in order.
+
+mod common;
+
+use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy};
+use common::*;
+use futures::StreamExt;
+use quay::{Job, JobError, Submitted};
+use quay_nats::{Node, Producer, PublishError};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+struct Task {
+    key: u32,
+    seq: u32,
+    fail: u32,
+}
+
+type Runs = Arc<Mutex<Vec<(u32, u32, u32)>>>;
+
+fn job(t: Task) -> Job<Task> {
+    Job::new(format!("k{}-s{}", t.key, t.seq), t.clone()).keyed(u64::from(t.key))
+}
+
+/// A node whose handler records (key, seq, attempt) and fails the first
+/// `fail` attempts of each job (`u32::MAX`: always).
+fn start_node(url: &str, name: &str, runs: Runs) -> Node {
+    Node::builder::<Task>(url, cluster(), node_settings(name))
+        .start(move |tok, t: Arc<Task>| {
+            let runs = runs.clone();
+            async move {
+                runs.lock().unwrap().push((t.key, t.seq, tok.attempt()));
+                if tok.attempt() <= t.fail {
+                    return Err(JobError::retry(format!("transient {}", tok.attempt())));
+                }
+                Ok(())
+            }
+        })
+        .expect("node starts")
+}
+
+async fn stream_messages(js: &jetstream::Context, name: &str) -> u64 {
+    js.get_stream(name).await.expect("stream").get_info().await.expect("info").state.messages
+}
+
+#[test]
+fn publish_run_ack_in_key_order_and_duplicates_are_reported() {
+    let (server, _dir) = server();
+    let rt = runtime();
+    let _in_rt = rt.enter();
+    let client = rt.block_on(async_nats::connect(server.url())).expect("connect");
+    let producer = rt.block_on(Producer::<Task>::new(client.clone(), cluster())).expect("producer");
+    for seq in 0..25 {
+        for key in 0..8 {
+            let answer = rt.block_on(producer.publish(job(Task { key, seq, fail: 0 }))).expect("publish");
+            assert_eq!(answer, Submitted::Accepted);
+        }
+    }
+    // The same Msg-Id again: JetStream answers duplicate: true.
+    let again = rt.block_on(producer.publish(job(Task { key: 0, seq: 0, fail: 0 }))).expect("publish");
+    assert_eq!(again, Submitted::Duplicate);
+
+    let runs: Runs = Arc::default();
+    let node = start_node(&server.url(), "n1", runs.clone());
+    wait_for("200 acks", Duration::from_secs(60), || node.stats().acked == 200);
+    let js = jetstream::new(client);
+    // WorkQueue: an acked job leaves the stream.
+    wait_for("an empty stream", Duration::from_secs(30), || rt.block_on(stream_messages(&js, "QUAY_JOBS")) == 0);
+    let report = node.shutdown();
+    assert_eq!(report.stats.dead, 0);
+    let runs = runs.lock().unwrap().clone();
+    assert_eq!(runs.len(), 200, "each job ran once");
+    let mut last: HashMap<u32, u32> = HashMap::new();
+    for (key, seq, _) in runs {
+        if let Some(prev) = last.insert(key, seq) {
+            assert!(seq > prev, "key {key}: {seq} ran after {prev}");
+        }
+    }
+}
+
+#[test]
+fn poison_reaches_the_dlq_once_and_a_transient_failure_retries() {
+    let (server, _dir) = server();
+    let rt = runtime();
+    let _in_rt = rt.enter();
+    let client = rt.block_on(async_nats::connect(server.url())).expect("connect");
+    let producer = rt.block_on(Producer::<Task>::new(client.clone(), cluster())).expect("producer");
+    rt.block_on(producer.publish(job(Task { key: 1, seq: 0, fail: u32::MAX }))).expect("poison");
+    rt.block_on(producer.publish(job(Task { key: 1, seq: 1, fail: 1 }))).expect("flaky");
+    let runs: Runs = Arc::default();
+    let node = start_node(&server.url(), "n1", runs.clone());
+    wait_for("one dead and one acked", Duration::from_secs(60), || {
+        let s = node.stats();
+        s.dead == 1 && s.acked == 1
+    });
+    let js = jetstream::new(client);
+    wait_for("an empty jobs stream", Duration::from_secs(30), || rt.block_on(stream_messages(&js, "QUAY_JOBS")) == 0);
+    node.shutdown();
+    assert_eq!(rt.block_on(stream_messages(&js, "QUAY_DLQ")), 1, "exactly one dead letter");
+    let dead = rt.block_on(async {
+        let s = js.get_stream("QUAY_DLQ").await.unwrap();
+        s.get_raw_message(1).await.unwrap()
+    });
+    let errors = dead.headers.get("Quay-Errors").expect("errors header").as_str().to_string();
+    assert!(errors.contains("transient 3"), "{errors}");
+    let task: Task = serde_json::from_slice(&dead.payload).unwrap();
+    assert_eq!(task.seq, 0);
+    let runs = runs.lock().unwrap().clone();
+    // The poison job ran max_attempts (3) times, the flaky one twice, in
+    // key order: the flaky job waited behind the poison one.
+    assert_eq!(runs, vec![(1, 0, 1), (1, 0, 2), (1, 0, 3), (1, 1, 1), (1, 1, 2)]);
+}
+
+#[test]
+fn a_full_stream_hands_the_job_back() {
+    let (server, _dir) = server();
+    let rt = runtime();
+    let _in_rt = rt.enter();
+    let client = rt.block_on(async_nats::connect(server.url())).expect("connect");
+    let small = quay_nats::Cluster { max_messages: 3, ..cluster() };
+    let producer = rt.block_on(Producer::<Task>::new(client, small)).expect("producer");
+    for seq in 0..3 {
+        rt.block_on(producer.publish(job(Task { key: 2, seq, fail: 0 }))).expect("room");
+    }
+    match rt.block_on(producer.publish(job(Task { key: 2, seq: 3, fail: 0 }))) {
+        Err(PublishError::Full(j)) => assert_eq!(j.payload().seq, 3),
+        other => panic!("expected Full, got {other:?}"),
+    }
+}
+
+#[test]
+fn discard_old_is_refused() {
+    let bad = quay_nats::Cluster { discard: quay_nats::Discard::Old, ..cluster() };
+    assert_eq!(bad.validate(), Err(quay_nats::ConfigError::DiscardOld));
+}
+
+#[test]
+fn a_takeover_replays_the_unacked_tail_in_order() {
+    let (server, _dir) = server();
+    let rt = runtime();
+    let _in_rt = rt.enter();
+    let client = rt.block_on(async_nats::connect(server.url())).expect("connect");
+    let producer = rt.block_on(Producer::<Task>::new(client.clone(), cluster())).expect("producer");
+    for seq in 0..10 {
+        rt.block_on(producer.publish(job(Task { key: 5, seq, fail: 0 }))).expect("publish");
+    }
+    let p = producer.partition(&job(Task { key: 5, seq: 0, fail: 0 }));
+    // A previous owner of generation 1: it took all ten, acked the first
+    // four, and died holding the rest.
+    let js = jetstream::new(client);
+    rt.block_on(async {
+        let stream = js.get_stream("QUAY_JOBS").await.unwrap();
+        let consumer = stream
+            .create_consumer(pull::Config {
+                durable_name: Some(quay_nats::partition::consumer_name(p, 1)),
+                filter_subject: format!("quay.jobs.{p}"),
+                ack_policy: AckPolicy::Explicit,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut batch = consumer.fetch().max_messages(10).messages().await.unwrap();
+        let mut n = 0;
+        while let Some(m) = batch.next().await {
+            let m = m.unwrap();
+            if n < 4 {
+                m.double_ack().await.unwrap();
+            }
+            n += 1;
+        }
+        assert_eq!(n, 10);
+    });
+    let runs: Runs = Arc::default();
+    let node = start_node(&server.url(), "n2", runs.clone());
+    wait_for("six acks", Duration::from_secs(60), || node.stats().acked == 6);
+    node.shutdown();
+    let seqs: Vec<u32> = runs.lock().unwrap().iter().map(|r| r.1).collect();
+    assert_eq!(seqs, vec![4, 5, 6, 7, 8, 9]);
+}
