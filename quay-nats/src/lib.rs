@@ -12,6 +12,7 @@
 //! | [`producer`] | [`Producer`]: publish with dedup, per-key order, `Full` |
 //! | [`node`] | [`Node`]: leases, takeover, fetch, fence, acks, DLQ |
 //! | [`partition`] | partitions, headers, local job IDs |
+//! | [`fenced_log`] | [`FencedLog`]: a store that refuses stale generations |
 //! | [`codec`] | [`Codec`] and [`Json`] |
 //! | [`server`] | starting a real `nats-server` for tests and the demo |
 //! | [`error`] | every typed error |
@@ -20,6 +21,7 @@
 
 pub mod codec;
 pub mod error;
+pub mod fenced_log;
 pub mod node;
 pub mod partition;
 pub mod producer;
@@ -29,6 +31,7 @@ pub mod setup;
 
 pub use codec::{Codec, Json};
 pub use error::{BridgeError, ConfigError, PublishError};
+pub use fenced_log::{AppendError, FencedLog};
 pub use node::{Fenced, Node, NodeBuilder, NodeReport, NodeStats, Token, CRASH_LOOP};
 pub use producer::Producer;
 pub use settings::{Cluster, Discard, NodeSettings};
