@@ -102,7 +102,7 @@ impl FencedLog {
 
     /// The sequence of generation `g`'s mark on partition `p`, claiming it
     /// if no mark of `g` is the last one yet.
-    async fn claim(&self, p: u32, g: u64) -> Result<u64, AppendError> {
+    pub async fn claim(&self, p: u32, g: u64) -> Result<u64, AppendError> {
         if let Some(&seq) = self.marks.lock().unwrap_or_else(|e| e.into_inner()).get(&(p, g)) {
             return Ok(seq);
         }

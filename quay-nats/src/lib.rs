@@ -13,18 +13,24 @@
 //! | [`node`] | [`Node`]: leases, takeover, fetch, fence, acks, DLQ |
 //! | [`partition`] | partitions, headers, local job IDs |
 //! | [`fenced_log`] | [`FencedLog`]: a store that refuses stale generations |
+//! | [`scenario`] | the demo's and chaos test's workload and handler |
+//! | [`audit`] | reads a run back and checks every guarantee |
 //! | [`codec`] | [`Codec`] and [`Json`] |
+//! | [`local`] | node processes and the faults thrown at them |
 //! | [`server`] | starting a real `nats-server` for tests and the demo |
 //! | [`error`] | every typed error |
 
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod codec;
 pub mod error;
 pub mod fenced_log;
+pub mod local;
 pub mod node;
 pub mod partition;
 pub mod producer;
+pub mod scenario;
 pub mod server;
 pub mod settings;
 pub mod setup;

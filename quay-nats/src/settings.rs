@@ -55,6 +55,25 @@ impl Cluster {
     /// Most partitions a deployment may have.
     pub const MAX_PARTITIONS: u32 = 4096;
 
+    /// The default settings with every stream, subject and bucket name in
+    /// namespace `ns`: `<NS>_JOBS` on `<ns>.jobs.*`, `<NS>_DLQ` on
+    /// `<ns>.dlq`, and buckets `<ns>_leases`, `<ns>_members`,
+    /// `<ns>_crashes`. Namespace `quay` gives the defaults. Several
+    /// deployments can share one server this way.
+    pub fn namespaced(ns: &str) -> Cluster {
+        let up = ns.to_ascii_uppercase();
+        Cluster {
+            stream: format!("{up}_JOBS"),
+            subject_prefix: format!("{ns}.jobs"),
+            dlq_stream: format!("{up}_DLQ"),
+            dlq_subject: format!("{ns}.dlq"),
+            lease_bucket: format!("{ns}_leases"),
+            member_bucket: format!("{ns}_members"),
+            crash_bucket: format!("{ns}_crashes"),
+            ..Cluster::default()
+        }
+    }
+
     /// Checks every setting; the first bad one is the error.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.discard == Discard::Old {

@@ -128,3 +128,14 @@ fn check_existing(have: &stream::Config, cluster: &Cluster) -> Result<(), Config
         None => Ok(()),
     }
 }
+
+/// Deletes every object of `cluster` (the demo and the benchmark start
+/// from nothing this way). Missing objects are not an error.
+pub async fn remove(js: &jetstream::Context, cluster: &Cluster) {
+    for s in [&cluster.stream, &cluster.dlq_stream] {
+        let _ = js.delete_stream(s).await;
+    }
+    for b in [&cluster.lease_bucket, &cluster.member_bucket, &cluster.crash_bucket] {
+        let _ = js.delete_key_value(b).await;
+    }
+}

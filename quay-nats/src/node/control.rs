@@ -134,6 +134,13 @@ pub(crate) async fn run<T: Send + Sync + 'static>(shared: Arc<Shared<T>>, mut qu
             let sent = Instant::now();
             let Some(held) = lease::acquire(&shared.objects.leases, p, &name).await else { continue };
             let fence = Arc::new(Fence::new(p, held.generation, shared.epoch, sent + ttl));
+            if let Some(hook) = &shared.on_acquire {
+                let hook = hook.clone();
+                let g = held.generation;
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(p, g))).is_err() {
+                    shared.stats.add(&shared.stats.hook_panics, 1);
+                }
+            }
             let (stop, stopped) = watch::channel(false);
             tokio::spawn(partition::run(shared.clone(), fence.clone(), share, stopped));
             shared.stats.add(&shared.stats.acquired, 1);

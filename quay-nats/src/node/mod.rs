@@ -58,7 +58,11 @@ pub(crate) struct Shared<T: Send + Sync + 'static> {
     pub stats: Arc<Stats>,
     pub codec: Box<dyn Codec<T>>,
     pub epoch: Instant,
+    pub on_acquire: Option<AcquireHook>,
 }
+
+/// A hook told of every lease this node acquires: (partition, generation).
+pub(crate) type AcquireHook = Arc<dyn Fn(u32, u64) + Send + Sync>;
 
 impl<T: Send + Sync + 'static> Shared<T> {
     pub(crate) fn lock_inflight(&self) -> std::sync::MutexGuard<'_, InFlight> {
@@ -72,6 +76,7 @@ pub struct NodeBuilder<T, C = Json> {
     cluster: Cluster,
     settings: NodeSettings,
     codec: C,
+    on_acquire: Option<AcquireHook>,
     _payload: std::marker::PhantomData<fn(T)>,
 }
 
@@ -85,7 +90,7 @@ pub struct Node {
 }
 
 /// What a node did, at shutdown.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct NodeReport {
     /// The node's name.
     pub node: String,
@@ -106,6 +111,7 @@ impl Node {
             cluster,
             settings,
             codec: Json,
+            on_acquire: None,
             _payload: std::marker::PhantomData,
         }
     }
@@ -155,8 +161,17 @@ where
             cluster: self.cluster,
             settings: self.settings,
             codec,
+            on_acquire: self.on_acquire,
             _payload: std::marker::PhantomData,
         }
+    }
+
+    /// A hook told of every lease this node acquires, with its partition
+    /// and generation, before the takeover starts. It runs on the bridge
+    /// thread, so keep it short; its panics are contained.
+    pub fn on_acquire(mut self, hook: impl Fn(u32, u64) + Send + Sync + 'static) -> NodeBuilder<T, C> {
+        self.on_acquire = Some(Arc::new(hook));
+        self
     }
 
     /// Starts the node with an async handler. The handler's futures run on
@@ -284,6 +299,7 @@ async fn bridge<T, C, H, F>(
         stats: stats.clone(),
         codec: Box::new(b.codec),
         epoch: Instant::now(),
+        on_acquire: b.on_acquire,
     });
     let (finish, finished) = watch::channel(false);
     let acker = tokio::spawn(

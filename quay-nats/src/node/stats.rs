@@ -19,6 +19,7 @@ pub struct Stats {
     pub(crate) released: AtomicU64,
     pub(crate) lost: AtomicU64,
     pub(crate) dlq_abandoned: AtomicU64,
+    pub(crate) hook_panics: AtomicU64,
 }
 
 impl Stats {
@@ -43,12 +44,13 @@ impl Stats {
             released: r(&self.released),
             lost: r(&self.lost),
             dlq_abandoned: r(&self.dlq_abandoned),
+            hook_panics: r(&self.hook_panics),
         }
     }
 }
 
 /// What a node has done.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NodeStats {
     /// Deliveries received (redeliveries included).
     pub delivered: u64,
@@ -77,4 +79,6 @@ pub struct NodeStats {
     /// Dead jobs whose DLQ publish was abandoned because their generation
     /// ended first (the next owner replays them).
     pub dlq_abandoned: u64,
+    /// Panics contained in the `on_acquire` hook.
+    pub hook_panics: u64,
 }

@@ -1,0 +1,44 @@
+//! `quay-nats`: the bridge's command line.
+//!
+//! - `quay-nats demo` starts a server if none is given, runs the sign-up
+//!   scenario across 3 node processes, kills one partway, prints the
+//!   accounting, then benchmarks the bridge against a raw consumer.
+//! - `quay-nats node` runs one node process (the demo and the chaos test
+//!   start these); it drains and exits when its stdin closes.
+//! - `quay-nats bench` runs the benchmark alone.
+
+mod bench;
+mod demo;
+mod node;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "quay-nats", about = "quay on NATS JetStream")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The sign-up scenario on 3 node processes, a kill, the accounting, and the benchmark.
+    Demo(demo::Args),
+    /// One node process.
+    Node(node::Args),
+    /// Bridged no-op jobs/s against a raw async-nats consumer.
+    Bench(bench::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(a) => demo::run(a),
+        Command::Node(a) => node::run(a),
+        Command::Bench(a) => bench::run(a),
+    };
+    if let Err(e) = result {
+        eprintln!("quay-nats: {e}");
+        std::process::exit(1);
+    }
+}
