@@ -139,7 +139,7 @@ pub fn check(
     let mut first: BTreeSet<(u32, u32)> = BTreeSet::new();
     let mut last_first: HashMap<u32, u32> = HashMap::new();
     let mut in_gen: HashMap<(String, u64, u32), u32> = HashMap::new();
-    let mut hist = hdrhistogram::Histogram::<u64>::new(3).expect("3 significant digits");
+    let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("bounds are valid");
     for s in results {
         let rec = &s.value;
         let job = (rec.key, rec.seq);

@@ -160,13 +160,20 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        let _ = signal(self.pid(), "-CONT");
+        if let Ok(None) = self.child.try_wait() {
+            let _ = signal(self.pid(), "-CONT");
+        }
         self.kill9();
     }
 }
 
 fn signal(pid: u32, sig: &str) -> Result<(), String> {
-    let status = Command::new("kill").arg(sig).arg(pid.to_string()).status().map_err(|e| e.to_string())?;
+    let status = Command::new("kill")
+        .arg(sig)
+        .arg(pid.to_string())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| e.to_string())?;
     if status.success() {
         Ok(())
     } else {

@@ -49,9 +49,16 @@ pub fn free_port() -> std::io::Result<u16> {
 }
 
 impl Server {
-    /// Starts a server with its store under `dir` and waits until
-    /// JetStream is healthy.
+    /// Starts a server with its store under `dir`, `sync_interval:
+    /// always`, and waits until JetStream is healthy.
     pub fn start(dir: &Path) -> Result<Server, String> {
+        Server::start_with(dir, true)
+    }
+
+    /// As [`Server::start`]; with `sync_always` false the server keeps its
+    /// default sync interval (writes reach the disk in the background), as
+    /// throughput benchmarks of JetStream usually assume.
+    pub fn start_with(dir: &Path, sync_always: bool) -> Result<Server, String> {
         let binary = find_binary()?;
         let port = free_port().map_err(|e| e.to_string())?;
         let http_port = free_port().map_err(|e| e.to_string())?;
@@ -61,8 +68,9 @@ impl Server {
         writeln!(
             f,
             "host: 127.0.0.1\nport: {port}\nhttp_port: {http_port}\nmax_payload: 1MB\n\
-             jetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}",
-            store.display()
+             jetstream {{\n  store_dir: \"{}\"\n{}}}",
+            store.display(),
+            if sync_always { "  sync_interval: always\n" } else { "" }
         )
         .map_err(|e| e.to_string())?;
         let mut s = Server { child: None, port, http_port, store, binary, config };

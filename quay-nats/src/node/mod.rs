@@ -265,6 +265,9 @@ async fn bridge<T, C, H, F>(
         .name("nats")
         .workers(settings.workers)
         .pin_workers(false)
+        // The node's own figures are publish-to-ack; the local engine's
+        // histograms would only cost each idle worker a fold.
+        .record_latency(false)
         .capacity(u64::from(settings.budget).max(64))
         .concurrency(settings.concurrency)
         .attempt_timeout(settings.max_run_time)

@@ -22,12 +22,15 @@ pub struct Args {
     /// Rounds (each runs raw, then bridged).
     #[arg(long, default_value_t = 3)]
     pub rounds: u32,
+    /// Partitions of the bridged stream (one consumer each on the node).
+    #[arg(long, default_value_t = 64)]
+    pub partitions: u32,
 }
 
 type Hist = Arc<Mutex<hdrhistogram::Histogram<u64>>>;
 
 fn hist() -> Hist {
-    Arc::new(Mutex::new(hdrhistogram::Histogram::new(3).expect("3 significant digits")))
+    Arc::new(Mutex::new(hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("bounds are valid")))
 }
 
 pub fn run(a: Args) -> Result<(), String> {
@@ -36,21 +39,28 @@ pub fn run(a: Args) -> Result<(), String> {
     let url = match &a.server {
         Some(u) => u.clone(),
         None => {
-            let s = Server::start(dir.path())?;
+            // The default sync interval: with `sync_interval: always` every
+            // write waits for an fsync and both sides are bound by the disk.
+            let s = Server::start_with(dir.path(), false)?;
             let url = s.url();
             _own = s;
             url
         }
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().map_err(|e| e.to_string())?;
+    let _in_rt = rt.enter();
     let client = rt.block_on(async_nats::connect(&url)).map_err(|e| e.to_string())?;
     let js = jetstream::new(client.clone());
-    println!("benchmark: {} no-op jobs per round, {} rounds, one node (2 workers), server with sync_interval as given", a.jobs, a.rounds);
+    let sync = if a.server.is_some() { "the given server's" } else { "a server of its own with the default" };
+    println!(
+        "benchmark: {} no-op jobs per round, {} rounds, one node (2 workers, crash-loop counting off), {sync} sync interval",
+        a.jobs, a.rounds
+    );
     println!("  {:<6} {:>14} {:>14} {:>8}", "round", "raw jobs/s", "bridged jobs/s", "ratio");
     let mut ratios = Vec::new();
     for round in 1..=a.rounds {
         let raw = rt.block_on(raw_round(&js, a.jobs, None))?;
-        let bridged = bridged_round(&rt, &client, &url, a.jobs, None, round)?;
+        let bridged = bridged_round(&rt, &client, &url, a.jobs, None, round, a.partitions)?;
         let (rr, br) = (f64::from(a.jobs) / raw.as_secs_f64(), f64::from(a.jobs) / bridged.as_secs_f64());
         ratios.push(br / rr);
         println!("  {round:<6} {rr:>14.0} {br:>14.0} {:>8.2}", br / rr);
@@ -60,7 +70,7 @@ pub fn run(a: Args) -> Result<(), String> {
     // Latency at a fixed offered rate: 2 000 jobs/s for 2 s.
     let (raw_h, bridged_h) = (hist(), hist());
     rt.block_on(raw_round(&js, 4_000, Some(raw_h.clone())))?;
-    bridged_round(&rt, &client, &url, 4_000, Some(bridged_h.clone()), 0)?;
+    bridged_round(&rt, &client, &url, 4_000, Some(bridged_h.clone()), 0, a.partitions)?;
     for (name, h) in [("raw", raw_h), ("bridged", bridged_h)] {
         let h = h.lock().unwrap_or_else(|p| p.into_inner());
         println!(
@@ -87,8 +97,15 @@ where
     let mut pending = futures::stream::FuturesUnordered::new();
     for (i, mut t) in tasks(n, paced.is_some()).enumerate() {
         if paced.is_some() {
-            let due = start + Duration::from_micros(500 * i as u64);
-            tokio::time::sleep_until(due.into()).await;
+            // Keep sending what is pending while waiting for the next slot.
+            let due = tokio::time::sleep_until((start + Duration::from_micros(500 * i as u64)).into());
+            tokio::pin!(due);
+            loop {
+                tokio::select! {
+                    _ = &mut due => break,
+                    Some(r) = pending.next(), if !pending.is_empty() => r?,
+                }
+            }
             t.sent_us = scenario::now_us();
         }
         pending.push(publish(t));
@@ -180,9 +197,10 @@ fn bridged_round(
     n: u32,
     latency: Option<Hist>,
     round: u32,
+    partitions: u32,
 ) -> Result<Duration, String> {
     let ns = format!("bench{round}");
-    let cluster = Cluster::namespaced(&ns);
+    let cluster = Cluster { partitions, ..Cluster::namespaced(&ns) };
     let js = jetstream::new(client.clone());
     rt.block_on(setup::remove(&js, &cluster));
     let producer = rt.block_on(Producer::<Task>::new(client.clone(), cluster.clone())).map_err(|e| e.to_string())?;
@@ -208,7 +226,12 @@ fn bridged_round(
         rt.block_on(fill(n, latency.clone(), publish))?;
     }
     let deadline = Instant::now() + Duration::from_secs(300);
+    let mut all_leases = None;
     while node.stats().acked < u64::from(n) {
+        if all_leases.is_none() && node.stats().acquired >= u64::from(cluster.partitions) {
+            all_leases = Some(start.elapsed());
+            eprintln!("DEBUG all leases after {:?}, acked {}", start.elapsed(), node.stats().acked);
+        }
         if Instant::now() > deadline {
             return Err(format!("bridged round: {} of {n} acked after 300 s", node.stats().acked));
         }

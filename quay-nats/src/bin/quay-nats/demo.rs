@@ -52,6 +52,7 @@ pub fn run(a: Args) -> Result<(), String> {
         }
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().map_err(|e| e.to_string())?;
+    let _in_rt = rt.enter();
     let cluster = Cluster { lease_ttl: Duration::from_millis(LEASE_TTL_MS), ..Cluster::namespaced(NS) };
     let client = rt.block_on(async_nats::connect(&url)).map_err(|e| e.to_string())?;
     let js = async_nats::jetstream::new(client.clone());
@@ -173,7 +174,7 @@ pub fn run(a: Args) -> Result<(), String> {
     }
     if !a.no_bench {
         println!();
-        crate::bench::run(crate::bench::Args { server: Some(url), jobs: a.bench_jobs, rounds: 3 })?;
+        crate::bench::run(crate::bench::Args { server: None, jobs: a.bench_jobs, rounds: 3, partitions: 64 })?;
     }
     Ok(())
 }
