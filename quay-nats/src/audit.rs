@@ -19,6 +19,8 @@ pub struct Stored<T> {
     pub value: T,
     /// The server's timestamp, ns since the Unix epoch.
     pub at_ns: i128,
+    /// The `Quay-Errors` header, where there is one (dead letters).
+    pub errors: Option<String>,
 }
 
 /// Reads every message on `filter` in `stream`, in stream order, and
@@ -54,7 +56,8 @@ pub async fn read_all<T: serde::de::DeserializeOwned>(
             let m = m.map_err(|e| e.to_string())?;
             let at_ns = m.info().map(|i| i.published.unix_timestamp_nanos()).unwrap_or(0);
             let value = serde_json::from_slice(&m.payload).map_err(|e| e.to_string())?;
-            out.push(Stored { value, at_ns });
+            let errors = m.headers.as_ref().and_then(|h| h.get("Quay-Errors")).map(|v| v.as_str().to_string());
+            out.push(Stored { value, at_ns, errors });
         }
         idle = if out.len() == before { idle + 1 } else { 0 };
     }
@@ -76,7 +79,7 @@ pub async fn dead(js: &jetstream::Context, cluster: &Cluster) -> Result<Vec<Stor
 }
 
 /// A lease acquisition a node reported: (partition, generation, when, ns).
-pub type Acquisition = (u32, u64, i128);
+pub type Acquisition = (u32, u64, i64);
 
 /// What the audit found.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -186,7 +189,7 @@ pub fn check(
     // Lease ends: per partition, acquisitions in generation order.
     let mut by_p: BTreeMap<u32, Vec<(u64, i128)>> = BTreeMap::new();
     for &(p, g, at) in acquisitions {
-        by_p.entry(p).or_default().push((g, at));
+        by_p.entry(p).or_default().push((g, i128::from(at)));
     }
     for v in by_p.values_mut() {
         v.sort_unstable();

@@ -68,19 +68,27 @@ impl FencedLog {
     }
 
     /// Appends `body` for the job `token` describes, under its fencing
-    /// token; the append's stream sequence.
+    /// token, once per (job, generation): a retry after an append whose
+    /// confirmation was lost is a duplicate, not a second record. The
+    /// append's stream sequence.
     pub async fn append_for(&self, token: &Token, body: Bytes) -> Result<u64, AppendError> {
-        self.append(token.partition(), token.generation(), body).await
+        let once = format!("{}-g{}", token.msg_id(), token.generation());
+        self.append(token.partition(), token.generation(), Some(&once), body).await
     }
 
     /// Appends `body` to partition `p` under generation `g`; its stream
     /// sequence. Refused once a generation newer than `g` has appended.
-    pub async fn append(&self, p: u32, g: u64, body: Bytes) -> Result<u64, AppendError> {
+    /// With `once`, it is the append's `Nats-Msg-Id`: a repeat within the
+    /// stream's duplicate window stores nothing new.
+    pub async fn append(&self, p: u32, g: u64, once: Option<&str>, body: Bytes) -> Result<u64, AppendError> {
         let fenced = Fenced { partition: p, generation: g };
         let mark = self.claim(p, g).await?;
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Expected-Last-Subject-Sequence", mark.to_string().as_str());
         headers.insert("Nats-Expected-Last-Subject-Sequence-Subject", self.fence_subject(p).as_str());
+        if let Some(id) = once {
+            headers.insert("Nats-Msg-Id", id);
+        }
         let sent = self.js.publish_with_headers(self.data_subject(p), headers, body).await;
         let ack = match sent {
             Ok(ack) => ack.await,

@@ -30,7 +30,7 @@ pub enum Event {
         /// The generation.
         g: u64,
         /// When, ns since the Unix epoch.
-        at_ns: i128,
+        at_ns: i64,
     },
     /// It drained and is exiting.
     Report(NodeReport),

@@ -193,17 +193,17 @@ fn the_fenced_log_refuses_an_older_generation() {
     let old = rt.block_on(quay_nats::FencedLog::open(js.clone(), "LOG", "log")).expect("log");
     let new = rt.block_on(quay_nats::FencedLog::open(js, "LOG", "log")).expect("log");
     let body = || bytes::Bytes::from_static(b"x");
-    rt.block_on(old.append(3, 10, body())).expect("generation 10 appends");
-    rt.block_on(old.append(3, 10, body())).expect("and again");
-    rt.block_on(new.append(3, 11, body())).expect("generation 11 takes over");
+    rt.block_on(old.append(3, 10, None, body())).expect("generation 10 appends");
+    rt.block_on(old.append(3, 10, None, body())).expect("and again");
+    rt.block_on(new.append(3, 11, None, body())).expect("generation 11 takes over");
     // The old writer still believes its mark is current: the server refuses.
-    match rt.block_on(old.append(3, 10, body())) {
+    match rt.block_on(old.append(3, 10, None, body())) {
         Err(quay_nats::AppendError::Fenced(f)) => assert_eq!((f.partition, f.generation), (3, 10)),
         other => panic!("expected Fenced, got {other:?}"),
     }
     // A fresh writer of the old generation cannot claim it back.
     let late = rt.block_on(quay_nats::FencedLog::open(jetstream::new(rt.block_on(async_nats::connect(server.url())).unwrap()), "LOG", "log")).unwrap();
-    assert!(matches!(rt.block_on(late.append(3, 10, body())), Err(quay_nats::AppendError::Fenced(_))));
+    assert!(matches!(rt.block_on(late.append(3, 10, None, body())), Err(quay_nats::AppendError::Fenced(_))));
     // Other partitions are independent.
-    rt.block_on(late.append(4, 10, body())).expect("partition 4 is unclaimed");
+    rt.block_on(late.append(4, 10, None, body())).expect("partition 4 is unclaimed");
 }

@@ -76,9 +76,11 @@ impl InFlight {
     }
 
     /// The job reached a terminal state: its entry, and its ID remembered.
+    /// A job its worker fenced is not remembered: it did not run, and must
+    /// not be acked if it is delivered again.
     pub fn finish(&mut self, id: JobId) -> Option<Entry> {
         let e = self.live.remove(&id)?;
-        if self.recent.insert(id) {
+        if !e.fenced && self.recent.insert(id) {
             self.order.push_back(id);
             if self.order.len() > self.remember {
                 if let Some(old) = self.order.pop_front() {
@@ -161,6 +163,12 @@ mod tests {
         assert_eq!(table.arrive(c, entry(&f, "r5", t)), Arrival::Terminal);
         assert_eq!(table.len(), 1);
         assert_eq!(table.count_for(&f), 1);
+        // A fenced job is not remembered as terminal.
+        let d = JobId::from(4u64);
+        table.arrive(d, entry(&f, "f", t));
+        table.mark_fenced(d);
+        assert!(table.finish(d).is_some_and(|e| e.fenced));
+        assert_eq!(table.arrive(d, entry(&f, "f2", t)), Arrival::New);
     }
 
     #[test]

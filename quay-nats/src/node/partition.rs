@@ -1,7 +1,7 @@
 //! One owned partition generation: the takeover, then the fetch loop that
 //! feeds the local engine in delivery order.
 //!
-//! Takeover: delete every other generation's consumer of the partition
+//! Takeover: delete every older generation's consumer of the partition
 //! (a WorkQueue stream refuses overlapping consumers, and a deleted
 //! consumer's late acks are ignored: the old owner is fenced from the
 //! stream), then create this generation's durable pull consumer with
@@ -13,6 +13,7 @@ use super::inflight::{Arrival, Entry};
 use super::work::Work;
 use super::{crash, Shared, CRASH_LOOP};
 use crate::partition::{self, ATTEMPTS_HEADER, DELAY_HEADER, KEY_HEADER, MSG_ID_HEADER};
+use async_nats::jetstream::consumer::pull::MessagesErrorKind;
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::Message;
 use futures::StreamExt;
@@ -32,50 +33,86 @@ pub(crate) async fn run<T: Send + Sync + 'static>(
 ) {
     let p = fence.partition();
     let g = fence.generation();
-    let (consumer, replay_upto) = loop {
-        match takeover(&shared, p, g, max_ack_pending).await {
-            Ok(c) => break c,
-            Err(e) => {
-                eprintln!("quay-nats {}: takeover of p{p} g{g}: {e}", shared.settings.name);
-                if fence.is_dead() || *stop.borrow() {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    };
+    let name = &shared.settings.name;
     let batch = max_ack_pending.clamp(1, 256) as usize;
-    while !fence.is_dead() && !*stop.borrow() {
-        let messages = consumer
-            .stream()
-            .max_messages_per_batch(batch)
-            .expires(Duration::from_secs(2))
-            .heartbeat(Duration::from_millis(500))
-            .messages()
-            .await;
-        let mut messages = match messages {
-            Ok(m) => m,
-            Err(_) => {
+    // The consumer is made again if it disappears (a server that lost it,
+    // or an operator): `takeover` is idempotent for this generation.
+    let mut replay_upto = None;
+    'takeover: while !fence.is_dead() && !*stop.borrow() {
+        let consumer = match takeover(&shared, p, g, max_ack_pending).await {
+            Ok((c, upto)) => {
+                // The first takeover's bound holds for the generation.
+                replay_upto.get_or_insert(upto);
+                c
+            }
+            Err(Takeover::Superseded(why)) => {
+                eprintln!("quay-nats {name}: p{p} g{g} is superseded: {why}");
+                fence.end();
+                return;
+            }
+            Err(Takeover::Failed(e)) => {
+                eprintln!("quay-nats {name}: takeover of p{p} g{g}: {e}");
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
         };
-        loop {
-            tokio::select! {
-                _ = stop.changed() => return,
-                m = messages.next() => match m {
-                    Some(Ok(m)) => deliver(&shared, &fence, replay_upto, m).await,
-                    // Missed heartbeats and the like: the stream recovers,
-                    // or ends and is made again.
-                    Some(Err(_)) => continue,
-                    None => break,
-                },
-            }
-            if fence.is_dead() {
-                return;
+        let upto = replay_upto.unwrap_or(0);
+        let mut failures = 0u32;
+        while !fence.is_dead() && !*stop.borrow() {
+            let messages = consumer
+                .stream()
+                .max_messages_per_batch(batch)
+                .expires(Duration::from_secs(2))
+                .heartbeat(Duration::from_millis(500))
+                .messages()
+                .await;
+            let mut messages = match messages {
+                Ok(m) => m,
+                Err(e) => {
+                    failures += 1;
+                    if failures >= 5 {
+                        eprintln!("quay-nats {name}: p{p} g{g}: no message stream ({e}); taking over again");
+                        continue 'takeover;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    m = messages.next() => match m {
+                        Some(Ok(m)) => {
+                            failures = 0;
+                            deliver(&shared, &fence, upto, m).await;
+                        }
+                        Some(Err(e)) => match e.kind() {
+                            MessagesErrorKind::ConsumerDeleted | MessagesErrorKind::NoResponders => {
+                                eprintln!("quay-nats {name}: p{p} g{g}: {e}; taking over again");
+                                tokio::time::sleep(Duration::from_millis(200)).await;
+                                continue 'takeover;
+                            }
+                            // Missed heartbeats and the like: the stream
+                            // recovers, or ends and is made again.
+                            _ => continue,
+                        },
+                        None => break,
+                    },
+                }
+                if fence.is_dead() {
+                    return;
+                }
             }
         }
     }
+}
+
+/// Why a takeover did not happen.
+enum Takeover {
+    /// A newer generation's consumer exists: this generation is over.
+    Superseded(String),
+    /// A call failed; try again.
+    Failed(String),
 }
 
 async fn takeover<T: Send + Sync + 'static>(
@@ -83,27 +120,36 @@ async fn takeover<T: Send + Sync + 'static>(
     p: u32,
     g: u64,
     max_ack_pending: i64,
-) -> Result<(async_nats::jetstream::consumer::Consumer<pull::Config>, u64), String> {
+) -> Result<(async_nats::jetstream::consumer::Consumer<pull::Config>, u64), Takeover> {
     let jobs = &shared.objects.jobs;
     let mine = partition::consumer_name(p, g);
     let prefix = partition::consumer_prefix(p);
-    let names: Vec<String> = jobs
+    let others: Vec<(String, u64)> = jobs
         .consumer_names()
         .collect::<Vec<_>>()
         .await
         .into_iter()
         .filter_map(Result::ok)
-        .filter(|n| n.starts_with(&prefix) && *n != mine)
+        .filter_map(|n| {
+            let other = n.strip_prefix(&prefix)?.parse::<u64>().ok()?;
+            (other != g).then_some((n, other))
+        })
         .collect();
-    for name in &names {
-        jobs.delete_consumer(name).await.map_err(|e| format!("delete {name}: {e}"))?;
+    // Generations only grow: a newer consumer means this generation is
+    // over, and an older owner never deletes a newer one's consumer.
+    if let Some((name, newer)) = others.iter().find(|(_, other)| *other > g) {
+        return Err(Takeover::Superseded(format!("{name} (generation {newer}) exists")));
     }
+    for (name, _) in &others {
+        jobs.delete_consumer(name).await.map_err(|e| Takeover::Failed(format!("delete {name}: {e}")))?;
+    }
+    let names = others;
     // Deliveries stored before now may be replays of jobs an earlier owner
     // started: crash-loop counting looks those up.
     let replay_upto = if names.is_empty() || shared.settings.crash_limit.is_none() {
         0
     } else {
-        jobs.get_info().await.map_err(|e| e.to_string())?.state.last_sequence
+        jobs.get_info().await.map_err(|e| Takeover::Failed(e.to_string()))?.state.last_sequence
     };
     let consumer = jobs
         .get_or_create_consumer(
@@ -120,13 +166,18 @@ async fn takeover<T: Send + Sync + 'static>(
             },
         )
         .await
-        .map_err(|e| format!("create {mine}: {e}"))?;
+        .map_err(|e| Takeover::Failed(format!("create {mine}: {e}")))?;
     Ok((consumer, replay_upto))
 }
 
 async fn deliver<T: Send + Sync + 'static>(shared: &Arc<Shared<T>>, fence: &Arc<Fence>, replay_upto: u64, m: Message) {
     let stats = &shared.stats;
     stats.add(&stats.delivered, 1);
+    if fence.is_dead() {
+        // A generation that is over runs, acks and remembers nothing more:
+        // its jobs are the next owner's to replay.
+        return;
+    }
     let Some(reply) = m.reply.clone() else { return };
     let seq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
     let headers = m.headers.clone().unwrap_or_default();

@@ -88,7 +88,7 @@ pub fn run(a: Args) -> Result<(), String> {
     let handle = rt.handle().clone();
     let node = Node::builder::<scenario::Task>(a.server.clone(), a.cluster(), a.settings())
         .on_acquire(move |p, g| {
-            emit(&Event::Acquired { p, g, at_ns: scenario::now_us() as i128 * 1000 });
+            emit(&Event::Acquired { p, g, at_ns: scenario::now_us() as i64 * 1000 });
             // Claim the results log for this generation at once, so a stale
             // owner's late write is refused from the start.
             let log = claim_log.clone();
