@@ -102,7 +102,10 @@ pub fn handler(
             let body = serde_json::to_vec(&record).map_err(|e| JobError::fatal(e.to_string()))?;
             match log.append_for(&token, body.into()).await {
                 Ok(_) => Ok(()),
-                Err(AppendError::Fenced(f)) => Err(JobError::retry(f.to_string())),
+                Err(AppendError::Fenced(f)) => {
+                    token.give_up();
+                    Err(JobError::retry(f.to_string()))
+                }
                 Err(AppendError::Nats(e)) => Err(JobError::retry(e)),
             }
         })

@@ -202,6 +202,16 @@ fn three_nodes_survive_kills_a_stop_and_a_server_restart() {
     for d in dead.iter().filter(|d| report.wrongly_dead.contains(&(d.value.key, d.value.seq))) {
         eprintln!("  wrongly dead {:?}: {:?}", d.value, d.errors);
     }
+    if let Some(&(key, _, _)) = report.order_violations.first() {
+        eprintln!("  key {key}, every result in stream order (seq, node, p, g, stored ms since start):");
+        for r in results.iter().filter(|r| r.value.key == key) {
+            let at = (r.at_ns / 1_000_000) as i64 - (scenario::now_us() as i64 / 1000 - began.elapsed().as_millis() as i64);
+            eprintln!("    {} {} p{} g{} {at}", r.value.seq, r.value.node, r.value.p, r.value.g);
+        }
+        let mut acq: Vec<_> = acquisitions.iter().filter(|a| Some(a.0) == results.iter().find(|r| r.value.key == key).map(|r| r.value.p)).collect();
+        acq.sort();
+        eprintln!("  its partition's acquisitions: {acq:?}");
+    }
     assert!(report.lost.is_empty(), "lost: {:?}", report.lost);
     assert!(report.wrongly_dead.is_empty(), "non-poison jobs in the DLQ: {:?}", report.wrongly_dead);
     assert!(report.poison_missing.is_empty(), "poison not in the DLQ: {:?}", report.poison_missing);

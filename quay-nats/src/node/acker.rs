@@ -7,18 +7,19 @@
 //! in-order suffix of each key.
 //!
 //! - `Ok` → `+ACK`.
-//! - Dead → publish the job with its errors to the DLQ stream, confirmed
-//!   (its `Nats-Msg-Id` makes a second publish a duplicate), then `+TERM`.
+//! - Dead → `+TERM`. The dead letter (the job with its errors, in the DLQ
+//!   stream) was written and confirmed by the worker inside the job's last
+//!   attempt, before the key moved on (`dead.rs`).
 //! - A job fenced before it started → nothing: the next owner replays it.
 //! - While its partition drains, an ack is *confirmed* (a request the
 //!   server answers), since the consumer is deleted right after.
 //!
 //! It also sends `+WPI` for jobs waiting longer than a third of AckWait.
 
-use super::inflight::{Entry, InFlight};
+use super::inflight::InFlight;
 use super::stats::Stats;
-use crate::settings::{Cluster, NodeSettings};
-use async_nats::{HeaderMap, Subject};
+use crate::settings::NodeSettings;
+use async_nats::Subject;
 use bytes::Bytes;
 use quay::JobId;
 use std::sync::{Arc, Mutex};
@@ -29,15 +30,13 @@ use tokio::sync::mpsc::UnboundedReceiver;
 #[derive(Debug)]
 pub(crate) enum Terminal {
     Done(JobId),
-    Dead { id: JobId, attempts: u32, errors: Vec<String> },
+    Dead(JobId),
 }
 
 pub(crate) struct Acker {
     pub client: async_nats::Client,
-    pub js: async_nats::jetstream::Context,
     pub inflight: Arc<Mutex<InFlight>>,
     pub stats: Arc<Stats>,
-    pub cluster: Arc<Cluster>,
     pub settings: Arc<NodeSettings>,
 }
 
@@ -84,16 +83,17 @@ impl Acker {
                 self.answer(&e.reply, ACK, e.fence.is_draining()).await;
                 self.stats.add(&self.stats.acked, 1);
             }
-            Terminal::Dead { id, attempts, errors } => {
+            Terminal::Dead(id) => {
                 let Some(e) = self.lock().finish(id) else { return };
-                if self.dead_letter(&e, attempts, &errors).await {
-                    self.answer(&e.reply, TERM, e.fence.is_draining()).await;
-                    self.stats.add(&self.stats.dead, 1);
-                    if errors.iter().any(|m| m.starts_with(super::CRASH_LOOP)) {
-                        self.stats.add(&self.stats.crash_looped, 1);
-                    }
-                } else {
-                    self.stats.add(&self.stats.dlq_abandoned, 1);
+                // The worker wrote the dead letter inside the last attempt;
+                // a job whose generation ended first is the next owner's.
+                if e.fenced || !e.dead_lettered {
+                    return;
+                }
+                self.answer(&e.reply, TERM, e.fence.is_draining()).await;
+                self.stats.add(&self.stats.dead, 1);
+                if e.errors.iter().any(|m| m.starts_with(super::CRASH_LOOP)) {
+                    self.stats.add(&self.stats.crash_looped, 1);
                 }
             }
         }
@@ -109,39 +109,6 @@ impl Acker {
             }
         }
         let _ = self.client.publish(reply.clone(), Bytes::from_static(body)).await;
-    }
-
-    /// Publishes a dead job to the DLQ and waits for the PubAck, retrying
-    /// while its generation lives. False if the generation ended first.
-    async fn dead_letter(&self, e: &Entry, attempts: u32, errors: &[String]) -> bool {
-        let mut headers = HeaderMap::new();
-        for (name, values) in e.headers.iter() {
-            for v in values {
-                headers.append(name.clone(), v.clone());
-            }
-        }
-        headers.insert("Quay-Errors", serde_json::to_string(errors).unwrap_or_default().as_str());
-        headers.insert("Quay-Attempts", attempts.to_string().as_str());
-        headers.insert("Quay-Partition", e.fence.partition().to_string().as_str());
-        headers.insert("Quay-Generation", e.fence.generation().to_string().as_str());
-        headers.insert("Quay-Node", self.settings.name.as_str());
-        let mut backoff = Duration::from_millis(50);
-        loop {
-            let sent = self
-                .js
-                .publish_with_headers(self.cluster.dlq_subject.clone(), headers.clone(), e.body.clone())
-                .await;
-            if let Ok(ack) = sent {
-                if ack.await.is_ok() {
-                    return true;
-                }
-            }
-            if e.fence.is_dead() {
-                return false;
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(2));
-        }
     }
 
     async fn progress(&self, every: Duration) {

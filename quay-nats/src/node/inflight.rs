@@ -29,6 +29,10 @@ pub(crate) struct Entry {
     pub progressed: Instant,
     /// A worker skipped it because its generation was fenced: not acked.
     pub fenced: bool,
+    /// Errors of its failed attempts, the last [`KEPT_ERRORS`](super::dead::KEPT_ERRORS).
+    pub errors: Vec<String>,
+    /// Its dead letter is stored: `+TERM` it.
+    pub dead_lettered: bool,
 }
 
 /// What a delivery is to the bridge.
@@ -104,6 +108,35 @@ impl InFlight {
         }
     }
 
+    /// Records a failed attempt's error.
+    pub fn note_error(&mut self, id: JobId, error: &str) {
+        if let Some(e) = self.live.get_mut(&id) {
+            if e.errors.len() == super::dead::KEPT_ERRORS {
+                e.errors.remove(0);
+            }
+            e.errors.push(error.to_string());
+        }
+    }
+
+    /// What a dead letter of a live job needs.
+    pub fn letter(&self, id: JobId, attempts: u32) -> Option<super::dead::Letter> {
+        self.live.get(&id).map(|e| super::dead::Letter {
+            headers: e.headers.clone(),
+            body: e.body.clone(),
+            errors: e.errors.clone(),
+            attempts,
+            partition: e.fence.partition(),
+            generation: e.fence.generation(),
+        })
+    }
+
+    /// Marks a job's dead letter stored.
+    pub fn mark_dead_lettered(&mut self, id: JobId) {
+        if let Some(e) = self.live.get_mut(&id) {
+            e.dead_lettered = true;
+        }
+    }
+
     /// Reply subjects of live jobs of live generations not progressed for
     /// `every`, stamped as progressed `now`.
     pub fn due_progress(&mut self, now: Instant, every: Duration) -> Vec<Subject> {
@@ -141,6 +174,8 @@ mod tests {
             body: Bytes::new(),
             progressed: t,
             fenced: false,
+            errors: Vec::new(),
+            dead_lettered: false,
         }
     }
 

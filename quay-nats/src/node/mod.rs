@@ -12,11 +12,13 @@
 //! | [`inflight`] | the in-flight table and terminal memory |
 //! | [`acker`] | acks, DLQ publishes, `+WPI` |
 //! | [`crash`] | crash-loop markers |
+//! | [`dead`] | dead letters, written inside the last attempt |
 //! | [`stats`] | counters |
 
 mod acker;
 mod control;
 mod crash;
+mod dead;
 pub mod fence;
 mod inflight;
 pub mod lease;
@@ -255,6 +257,8 @@ async fn bridge<T, C, H, F>(
     let wrap = Arc::new(Wrap {
         inflight: inflight.clone(),
         crashes: objects.crashes.clone(),
+        js: js.clone(),
+        dlq_subject: cluster.dlq_subject.clone(),
         stats: stats.clone(),
         max_run: settings.max_run_time,
         node: Arc::from(settings.name.as_str()),
@@ -270,7 +274,6 @@ async fn bridge<T, C, H, F>(
         .record_latency(false)
         .capacity(u64::from(settings.budget).max(64))
         .concurrency(settings.concurrency)
-        .attempt_timeout(settings.max_run_time)
         .max_attempts(std::num::NonZeroU32::new(settings.max_attempts).unwrap_or(std::num::NonZeroU32::MIN))
         .backoff(settings.backoff.0, settings.backoff.1)
         .dedup_window(cluster.dedup_window)
@@ -282,7 +285,7 @@ async fn bridge<T, C, H, F>(
             let _ = done_tx.send(Terminal::Done(ctx.id()));
         })
         .on_dead(move |dl| {
-            let _ = tx.send(Terminal::Dead { id: dl.job.id(), attempts: dl.attempts, errors: dl.errors.clone() });
+            let _ = tx.send(Terminal::Dead(dl.job.id()));
         })
         .build_async(work::wrap(wrap, handler));
     let engine = match engine {
@@ -306,7 +309,7 @@ async fn bridge<T, C, H, F>(
     });
     let (finish, finished) = watch::channel(false);
     let acker = tokio::spawn(
-        Acker { client: client.clone(), js, inflight, stats: stats.clone(), cluster, settings: settings.clone() }
+        Acker { client: client.clone(), inflight, stats: stats.clone(), settings: settings.clone() }
             .run(rx, finished),
     );
     let _ = ready.send(Ok(stats.clone()));

@@ -192,6 +192,8 @@ async fn deliver<T: Send + Sync + 'static>(shared: &Arc<Shared<T>>, fence: &Arc<
         body: m.payload.clone(),
         progressed: now,
         fenced: false,
+        errors: Vec::new(),
+        dead_lettered: false,
     };
     let arrival = shared.lock_inflight().arrive(id, entry);
     match arrival {

@@ -3,6 +3,7 @@
 //! starts, and hands poison straight to the DLQ.
 
 use super::crash::{self, Marker};
+use super::dead;
 use super::fence::{Fence, Fenced};
 use super::inflight::InFlight;
 use super::stats::Stats;
@@ -67,18 +68,91 @@ impl Token {
     pub fn check(&self) -> Result<(), Fenced> {
         self.fence.check(Duration::ZERO)
     }
+
+    /// Ends this generation on this node: call it when a store refuses the
+    /// token because a newer generation exists. This job (whatever the
+    /// handler returns) and every later job of the partition are left
+    /// un-acked for the partition's current owner.
+    pub fn give_up(&self) {
+        self.fence.end();
+    }
 }
 
 /// Everything the wrapper needs besides the user's handler.
 pub(crate) struct Wrap {
     pub inflight: Arc<Mutex<InFlight>>,
     pub crashes: kv::Store,
+    pub js: async_nats::jetstream::Context,
+    pub dlq_subject: String,
     pub stats: Arc<Stats>,
     pub max_run: Duration,
     pub node: Arc<str>,
 }
 
-/// The engine's handler: the user's, behind the fence and the crash marker.
+impl Wrap {
+    fn table(&self) -> std::sync::MutexGuard<'_, InFlight> {
+        self.inflight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The attempt itself: `Ok(false)` when the job was fenced (not run).
+    async fn attempt<T, H, F>(&self, ctx: &JobContext, token: Token, work: Attempt<T>, user: &H) -> Result<bool, JobError>
+    where
+        H: Fn(Token, Arc<T>) -> F,
+        F: Future<Output = Result<(), JobError>>,
+    {
+        if let Some(reason) = work.poison {
+            return Err(JobError::fatal(reason));
+        }
+        let payload = work.payload.map_err(|e| JobError::fatal(format!("payload did not decode: {e}")))?;
+        if token.fence.check(self.max_run).is_err() {
+            // Not run, not acked: the partition's next owner replays it.
+            self.table().mark_fenced(ctx.id());
+            self.stats.add(&self.stats.fenced, 1);
+            return Ok(false);
+        }
+        if let (Some(deaths), 1) = (work.deaths, ctx.attempt()) {
+            let marker = Marker { g: token.generation(), deaths };
+            crash::mark(&self.crashes, &token.msg_id, &marker)
+                .await
+                .map_err(|e| JobError::retry(format!("crash marker not written: {e}")))?;
+        }
+        match tokio::time::timeout(self.max_run, user(token, payload)).await {
+            Ok(r) => r.map(|()| true),
+            Err(_) => Err(JobError::retry(format!("ran past max_run_time ({:?})", self.max_run))),
+        }
+    }
+
+    /// Writes a dying job's dead letter before its key moves on, retrying
+    /// while its generation lives. If the generation ends first, the job is
+    /// marked fenced: not terminated, replayed by the next owner.
+    async fn dead_letter(&self, ctx: &JobContext, fence: &Fence) {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let Some(letter) = self.table().letter(ctx.id(), ctx.attempt()) else { return };
+            if dead::publish(&self.js, &self.dlq_subject, &self.node, &letter).await.is_ok() {
+                self.table().mark_dead_lettered(ctx.id());
+                return;
+            }
+            if fence.is_dead() {
+                self.table().mark_fenced(ctx.id());
+                self.stats.add(&self.stats.dlq_abandoned, 1);
+                return;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+}
+
+/// What one attempt takes from its [`Work`].
+struct Attempt<T> {
+    payload: Result<Arc<T>, String>,
+    poison: Option<String>,
+    deaths: Option<u32>,
+}
+
+/// The engine's handler: the user's, behind the fence, the crash marker
+/// and `max_run_time`; a job's last failure writes its dead letter.
 pub(crate) fn wrap<T, H, F>(
     wrap: Arc<Wrap>,
     user: Arc<H>,
@@ -91,33 +165,27 @@ where
     move |ctx: JobContext, work: &Work<T>| {
         let wrap = wrap.clone();
         let user = user.clone();
-        let payload = work.payload.clone();
-        let poison = work.poison.clone();
-        let deaths = work.deaths;
-        let token = Token {
-            fence: work.fence.clone(),
-            msg_id: work.msg_id.clone(),
-            node: wrap.node.clone(),
-            attempt: ctx.attempt(),
-        };
+        let fence = work.fence.clone();
+        let attempt = Attempt { payload: work.payload.clone(), poison: work.poison.clone(), deaths: work.deaths };
+        let token = Token { fence: fence.clone(), msg_id: work.msg_id.clone(), node: wrap.node.clone(), attempt: ctx.attempt() };
         Box::pin(async move {
-            if let Some(reason) = poison {
-                return Err(JobError::fatal(reason));
-            }
-            let payload = payload.map_err(|e| JobError::fatal(format!("payload did not decode: {e}")))?;
-            if token.fence.check(wrap.max_run).is_err() {
-                // Not run, not acked: the partition's next owner replays it.
-                wrap.inflight.lock().unwrap_or_else(|p| p.into_inner()).mark_fenced(ctx.id());
+            let error = match wrap.attempt(&ctx, token, attempt, &*user).await {
+                Ok(_) => return Ok(()),
+                Err(e) => e,
+            };
+            if fence.is_dead() {
+                // The generation ended during the attempt (the lease, or a
+                // store that refused the token): not terminal here, the
+                // next owner replays it.
+                wrap.table().mark_fenced(ctx.id());
                 wrap.stats.add(&wrap.stats.fenced, 1);
                 return Ok(());
             }
-            if let (Some(deaths), 1) = (deaths, ctx.attempt()) {
-                let marker = Marker { g: token.generation(), deaths };
-                crash::mark(&wrap.crashes, &token.msg_id, &marker)
-                    .await
-                    .map_err(|e| JobError::retry(format!("crash marker not written: {e}")))?;
+            wrap.table().note_error(ctx.id(), error.message());
+            if matches!(error, JobError::Fatal(_)) || ctx.is_last_attempt() {
+                wrap.dead_letter(&ctx, &fence).await;
             }
-            user(token, payload).await
+            Err(error)
         })
     }
 }

@@ -60,7 +60,7 @@ impl Args {
             crash_limit: (self.crash_limit > 0).then_some(self.crash_limit),
             max_attempts: self.max_attempts,
             workers: self.workers,
-            backoff: (Duration::from_millis(50), Duration::from_millis(500)),
+            backoff: (Duration::from_millis(50), Duration::from_secs(2)),
             ..NodeSettings::default()
         }
     }
