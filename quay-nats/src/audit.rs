@@ -54,10 +54,21 @@ pub async fn read_all<T: serde::de::DeserializeOwned>(
         let before = out.len();
         while let Some(m) = batch.next().await {
             let m = m.map_err(|e| e.to_string())?;
-            let at_ns = m.info().map(|i| i.published.unix_timestamp_nanos()).unwrap_or(0);
+            let at_ns = m
+                .info()
+                .map(|i| i.published.unix_timestamp_nanos())
+                .unwrap_or(0);
             let value = serde_json::from_slice(&m.payload).map_err(|e| e.to_string())?;
-            let errors = m.headers.as_ref().and_then(|h| h.get("Quay-Errors")).map(|v| v.as_str().to_string());
-            out.push(Stored { value, at_ns, errors });
+            let errors = m
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Quay-Errors"))
+                .map(|v| v.as_str().to_string());
+            out.push(Stored {
+                value,
+                at_ns,
+                errors,
+            });
         }
         idle = if out.len() == before { idle + 1 } else { 0 };
     }
@@ -136,13 +147,20 @@ pub fn check(
     acquisitions: &[Acquisition],
     max_run: Duration,
 ) -> Report {
-    let mut r = Report { jobs: load.len(), ..Report::default() };
-    let poison: BTreeSet<(u32, u32)> =
-        load.iter().filter(|t| t.kind == Kind::Poison).map(|t| (t.key, t.seq)).collect();
+    let mut r = Report {
+        jobs: load.len(),
+        ..Report::default()
+    };
+    let poison: BTreeSet<(u32, u32)> = load
+        .iter()
+        .filter(|t| t.kind == Kind::Poison)
+        .map(|t| (t.key, t.seq))
+        .collect();
     let mut first: BTreeSet<(u32, u32)> = BTreeSet::new();
     let mut last_first: HashMap<u32, u32> = HashMap::new();
     let mut in_gen: HashMap<(String, u64, u32), u32> = HashMap::new();
-    let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("bounds are valid");
+    let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
+        .expect("bounds are valid");
     for s in results {
         let rec = &s.value;
         let job = (rec.key, rec.seq);
@@ -161,9 +179,12 @@ pub fn check(
         } else {
             r.reruns += 1;
         }
-        let slot = in_gen.entry((rec.node.clone(), rec.g, rec.key)).or_insert(u32::MAX);
+        let slot = in_gen
+            .entry((rec.node.clone(), rec.g, rec.key))
+            .or_insert(u32::MAX);
         if *slot != u32::MAX && rec.seq <= *slot {
-            r.generation_order_violations.push((rec.key, rec.seq, *slot));
+            r.generation_order_violations
+                .push((rec.key, rec.seq, *slot));
         }
         *slot = rec.seq;
     }
@@ -196,11 +217,17 @@ pub fn check(
     }
     let grace = max_run.as_nanos() as i128;
     for s in results {
-        let Some(gens) = by_p.get(&s.value.p) else { continue };
+        let Some(gens) = by_p.get(&s.value.p) else {
+            continue;
+        };
         let next = gens.iter().find(|(g, _)| *g > s.value.g);
         if let Some(&(_, ended)) = next {
             if s.at_ns > ended + grace {
-                r.fence_violations.push((s.value.p, s.value.g, (s.at_ns - ended - grace) / 1_000_000));
+                r.fence_violations.push((
+                    s.value.p,
+                    s.value.g,
+                    (s.at_ns - ended - grace) / 1_000_000,
+                ));
             }
         }
     }

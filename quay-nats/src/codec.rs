@@ -19,7 +19,9 @@ pub struct Json;
 
 impl<T: Serialize + DeserializeOwned> Codec<T> for Json {
     fn encode(&self, payload: &T) -> Result<Bytes, String> {
-        serde_json::to_vec(payload).map(Bytes::from).map_err(|e| e.to_string())
+        serde_json::to_vec(payload)
+            .map(Bytes::from)
+            .map_err(|e| e.to_string())
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<T, String> {

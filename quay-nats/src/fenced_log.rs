@@ -44,7 +44,11 @@ pub struct FencedLog {
 
 impl FencedLog {
     /// Opens (or creates) the log's stream `name` on `<prefix>.>`.
-    pub async fn open(js: jetstream::Context, name: &str, prefix: &str) -> Result<FencedLog, String> {
+    pub async fn open(
+        js: jetstream::Context,
+        name: &str,
+        prefix: &str,
+    ) -> Result<FencedLog, String> {
         let stream = js
             .get_or_create_stream(stream::Config {
                 name: name.to_string(),
@@ -55,7 +59,12 @@ impl FencedLog {
             })
             .await
             .map_err(|e| e.to_string())?;
-        Ok(FencedLog { js, stream, prefix: prefix.to_string(), marks: Mutex::new(HashMap::new()) })
+        Ok(FencedLog {
+            js,
+            stream,
+            prefix: prefix.to_string(),
+            marks: Mutex::new(HashMap::new()),
+        })
     }
 
     /// The subject data of partition `p` is appended to.
@@ -73,23 +82,42 @@ impl FencedLog {
     /// append's stream sequence.
     pub async fn append_for(&self, token: &Token, body: Bytes) -> Result<u64, AppendError> {
         let once = format!("{}-g{}", token.msg_id(), token.generation());
-        self.append(token.partition(), token.generation(), Some(&once), body).await
+        self.append(token.partition(), token.generation(), Some(&once), body)
+            .await
     }
 
     /// Appends `body` to partition `p` under generation `g`; its stream
     /// sequence. Refused once a generation newer than `g` has appended.
     /// With `once`, it is the append's `Nats-Msg-Id`: a repeat within the
     /// stream's duplicate window stores nothing new.
-    pub async fn append(&self, p: u32, g: u64, once: Option<&str>, body: Bytes) -> Result<u64, AppendError> {
-        let fenced = Fenced { partition: p, generation: g };
+    pub async fn append(
+        &self,
+        p: u32,
+        g: u64,
+        once: Option<&str>,
+        body: Bytes,
+    ) -> Result<u64, AppendError> {
+        let fenced = Fenced {
+            partition: p,
+            generation: g,
+        };
         let mark = self.claim(p, g).await?;
         let mut headers = HeaderMap::new();
-        headers.insert("Nats-Expected-Last-Subject-Sequence", mark.to_string().as_str());
-        headers.insert("Nats-Expected-Last-Subject-Sequence-Subject", self.fence_subject(p).as_str());
+        headers.insert(
+            "Nats-Expected-Last-Subject-Sequence",
+            mark.to_string().as_str(),
+        );
+        headers.insert(
+            "Nats-Expected-Last-Subject-Sequence-Subject",
+            self.fence_subject(p).as_str(),
+        );
         if let Some(id) = once {
             headers.insert("Nats-Msg-Id", id);
         }
-        let sent = self.js.publish_with_headers(self.data_subject(p), headers, body).await;
+        let sent = self
+            .js
+            .publish_with_headers(self.data_subject(p), headers, body)
+            .await;
         let ack = match sent {
             Ok(ack) => ack.await,
             Err(e) => return Err(AppendError::Nats(e.to_string())),
@@ -105,20 +133,38 @@ impl FencedLog {
     }
 
     fn forget(&self, p: u32, g: u64) {
-        self.marks.lock().unwrap_or_else(|e| e.into_inner()).remove(&(p, g));
+        self.marks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(p, g));
     }
 
     /// The sequence of generation `g`'s mark on partition `p`, claiming it
     /// if no mark of `g` is the last one yet.
     pub async fn claim(&self, p: u32, g: u64) -> Result<u64, AppendError> {
-        if let Some(&seq) = self.marks.lock().unwrap_or_else(|e| e.into_inner()).get(&(p, g)) {
+        if let Some(&seq) = self
+            .marks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(p, g))
+        {
             return Ok(seq);
         }
-        let fenced = Fenced { partition: p, generation: g };
+        let fenced = Fenced {
+            partition: p,
+            generation: g,
+        };
         for _ in 0..32 {
-            let last = match self.stream.direct_get_last_for_subject(self.fence_subject(p)).await {
+            let last = match self
+                .stream
+                .direct_get_last_for_subject(self.fence_subject(p))
+                .await
+            {
                 Ok(m) => {
-                    let seen: u64 = std::str::from_utf8(&m.payload).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+                    let seen: u64 = std::str::from_utf8(&m.payload)
+                        .ok()
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(0);
                     Some((m.sequence, seen))
                 }
                 Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => None,
@@ -127,14 +173,20 @@ impl FencedLog {
             let expect = match last {
                 Some((_, seen)) if seen > g => return Err(fenced.into()),
                 Some((seq, seen)) if seen == g => {
-                    self.marks.lock().unwrap_or_else(|e| e.into_inner()).insert((p, g), seq);
+                    self.marks
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert((p, g), seq);
                     return Ok(seq);
                 }
                 Some((seq, _)) => seq,
                 None => 0,
             };
             let mut headers = HeaderMap::new();
-            headers.insert("Nats-Expected-Last-Subject-Sequence", expect.to_string().as_str());
+            headers.insert(
+                "Nats-Expected-Last-Subject-Sequence",
+                expect.to_string().as_str(),
+            );
             let sent = self
                 .js
                 .publish_with_headers(self.fence_subject(p), headers, Bytes::from(g.to_string()))
@@ -145,7 +197,10 @@ impl FencedLog {
             };
             match ack {
                 Ok(a) => {
-                    self.marks.lock().unwrap_or_else(|e| e.into_inner()).insert((p, g), a.sequence);
+                    self.marks
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert((p, g), a.sequence);
                     return Ok(a.sequence);
                 }
                 // Someone else marked first: read again.
@@ -153,6 +208,8 @@ impl FencedLog {
                 Err(e) => return Err(AppendError::Nats(e.to_string())),
             }
         }
-        Err(AppendError::Nats(format!("partition {p}: could not claim the fence in 32 tries")))
+        Err(AppendError::Nats(format!(
+            "partition {p}: could not claim the fence in 32 tries"
+        )))
     }
 }

@@ -84,7 +84,13 @@ impl Spawner {
             }
         });
         let stdin = child.stdin.take();
-        let mut proc = Proc { name: name.to_string(), child, stdin, reader: Some(reader), events };
+        let mut proc = Proc {
+            name: name.to_string(),
+            child,
+            stdin,
+            reader: Some(reader),
+            events,
+        };
         if ready_rx.recv_timeout(Duration::from_secs(60)).is_err() {
             proc.kill9();
             return Err(format!("node {name} did not get ready within 60 s"));
@@ -138,10 +144,15 @@ impl Proc {
         if let Some(r) = self.reader.take() {
             let _ = r.join();
         }
-        self.events.lock().unwrap_or_else(|p| p.into_inner()).iter().rev().find_map(|e| match e {
-            Event::Report(r) => Some(r.clone()),
-            _ => None,
-        })
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                Event::Report(r) => Some(r.clone()),
+                _ => None,
+            })
     }
 
     /// Its acquisitions so far.

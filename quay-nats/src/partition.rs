@@ -60,7 +60,10 @@ mod tests {
     #[test]
     fn keyed_jobs_share_a_partition_and_ids_differ_by_generation() {
         let k = Key::from("user-7");
-        assert_eq!(partition_of(Some(k), "a", 64), partition_of(Some(k), "b", 64));
+        assert_eq!(
+            partition_of(Some(k), "a", 64),
+            partition_of(Some(k), "b", 64)
+        );
         assert_ne!(local_id("m", 1, 1), local_id("m", 1, 2));
         assert_ne!(local_id("m", 1, 1), local_id("m", 2, 1));
         assert_eq!(local_id("m", 3, 9), local_id("m", 3, 9));

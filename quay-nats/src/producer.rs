@@ -34,7 +34,10 @@ where
     Json: Codec<T>,
 {
     /// A producer with the JSON codec. Creates or checks the streams.
-    pub async fn new(client: async_nats::Client, cluster: Cluster) -> Result<Producer<T, Json>, BridgeError> {
+    pub async fn new(
+        client: async_nats::Client,
+        cluster: Cluster,
+    ) -> Result<Producer<T, Json>, BridgeError> {
         Producer::with_codec(client, cluster, Json).await
     }
 }
@@ -59,7 +62,11 @@ impl<T, C: Codec<T>> Producer<T, C> {
 
     /// The partition a job goes to.
     pub fn partition(&self, job: &Job<T>) -> u32 {
-        partition::partition_of(job.key(), &partition::msg_id(job.id()), self.cluster.partitions)
+        partition::partition_of(
+            job.key(),
+            &partition::msg_id(job.id()),
+            self.cluster.partitions,
+        )
     }
 
     /// Publishes one job and waits for its PubAck. A keyed job waits first
@@ -95,12 +102,18 @@ impl<T, C: Codec<T>> Producer<T, C> {
         }
         if job.run_at_of().is_some() {
             // A time on this process's engine clock means nothing to a node.
-            return Err(PublishError::Encode(job, "run_at is local to one engine's clock; use delay".into()));
+            return Err(PublishError::Encode(
+                job,
+                "run_at is local to one engine's clock; use delay".into(),
+            ));
         }
         if let Some(d) = job.delay_of() {
             headers.insert(DELAY_HEADER, d.as_millis().to_string().as_str());
         }
-        let sent = self.js.publish_with_headers(self.cluster.subject(p), headers, body).await;
+        let sent = self
+            .js
+            .publish_with_headers(self.cluster.subject(p), headers, body)
+            .await;
         let ack = match sent {
             Ok(ack) => ack.await,
             Err(e) => return Err(PublishError::Nats(job, e.to_string())),

@@ -16,7 +16,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// The results log's stream and subject prefix in namespace `ns`:
 /// `<NS>_RESULTS` on `<ns>.results.>`.
 pub fn log_names(ns: &str) -> (String, String) {
-    (format!("{}_RESULTS", ns.to_ascii_uppercase()), format!("{ns}.results"))
+    (
+        format!("{}_RESULTS", ns.to_ascii_uppercase()),
+        format!("{ns}.results"),
+    )
 }
 
 /// What a job does.
@@ -71,13 +74,19 @@ pub struct Record {
 
 /// Microseconds since the Unix epoch.
 pub fn now_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 /// The workload's handler over `log`.
 pub fn handler(
     log: Arc<FencedLog>,
-) -> impl Fn(Token, Arc<Task>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), JobError>>>>
+) -> impl Fn(
+    Token,
+    Arc<Task>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), JobError>>>>
        + Send
        + Sync
        + 'static {
@@ -85,8 +94,15 @@ pub fn handler(
         let log = log.clone();
         Box::pin(async move {
             match task.kind {
-                Kind::Poison => return Err(JobError::retry(format!("poison k{}-s{}", task.key, task.seq))),
-                Kind::Transient if token.attempt() == 1 => return Err(JobError::retry("transient")),
+                Kind::Poison => {
+                    return Err(JobError::retry(format!(
+                        "poison k{}-s{}",
+                        task.key, task.seq
+                    )))
+                }
+                Kind::Transient if token.attempt() == 1 => {
+                    return Err(JobError::retry("transient"))
+                }
                 Kind::Noop => return Ok(()),
                 _ => {}
             }
@@ -134,7 +150,12 @@ pub fn load(jobs: u32, keys: u32, transient_ppm: u32, poison_ppm: u32, seed: u64
             } else {
                 Kind::Ok
             };
-            Task { key: i % keys, seq: i / keys, kind, sent_us: 0 }
+            Task {
+                key: i % keys,
+                seq: i / keys,
+                kind,
+                sent_us: 0,
+            }
         })
         .collect()
 }

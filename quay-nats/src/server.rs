@@ -34,7 +34,14 @@ pub struct Server {
 pub fn find_binary() -> Result<PathBuf, String> {
     if let Some(p) = std::env::var_os("NATS_SERVER") {
         let p = PathBuf::from(p);
-        return if p.is_file() { Ok(p) } else { Err(format!("NATS_SERVER={} is not a file; {INSTALL_HINT}", p.display())) };
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!(
+                "NATS_SERVER={} is not a file; {INSTALL_HINT}",
+                p.display()
+            ))
+        };
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
@@ -70,10 +77,21 @@ impl Server {
             "host: 127.0.0.1\nport: {port}\nhttp_port: {http_port}\nmax_payload: 1MB\n\
              jetstream {{\n  store_dir: \"{}\"\n{}}}",
             store.display(),
-            if sync_always { "  sync_interval: always\n" } else { "" }
+            if sync_always {
+                "  sync_interval: always\n"
+            } else {
+                ""
+            }
         )
         .map_err(|e| e.to_string())?;
-        let mut s = Server { child: None, port, http_port, store, binary, config };
+        let mut s = Server {
+            child: None,
+            port,
+            http_port,
+            store,
+            binary,
+            config,
+        };
         s.spawn()?;
         Ok(s)
     }
@@ -108,7 +126,10 @@ impl Server {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(format!("nats-server on port {} not healthy within {within:?}", self.port));
+                return Err(format!(
+                    "nats-server on port {} not healthy within {within:?}",
+                    self.port
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -139,9 +160,13 @@ impl Drop for Server {
 /// One plain HTTP/1.0 GET of the health endpoint: 200 means JetStream is up.
 fn healthz(port: u16) -> bool {
     use std::io::Read;
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
     let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-    if s.write_all(b"GET /healthz?js-enabled-only=true HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
+    if s.write_all(b"GET /healthz?js-enabled-only=true HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
         return false;
     }
     let mut buf = String::new();

@@ -97,8 +97,18 @@ impl Cluster {
         if ![1, 3, 5].contains(&self.replicas) {
             return Err(ConfigError::Replicas(self.replicas));
         }
-        for name in [&self.stream, &self.dlq_stream, &self.lease_bucket, &self.member_bucket, &self.crash_bucket] {
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        for name in [
+            &self.stream,
+            &self.dlq_stream,
+            &self.lease_bucket,
+            &self.member_bucket,
+            &self.crash_bucket,
+        ] {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
                 return Err(ConfigError::Name(name.clone()));
             }
         }
@@ -110,7 +120,10 @@ impl Cluster {
                 return Err(ConfigError::Subject(subject.clone()));
             }
         }
-        if self.dlq_subject.starts_with(&format!("{}.", self.subject_prefix)) {
+        if self
+            .dlq_subject
+            .starts_with(&format!("{}.", self.subject_prefix))
+        {
             return Err(ConfigError::Subject(self.dlq_subject.clone()));
         }
         Ok(())
@@ -181,7 +194,10 @@ impl NodeSettings {
     pub fn validate(&self, cluster: &Cluster) -> Result<(), ConfigError> {
         if self.name.is_empty()
             || self.name.len() > 64
-            || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         {
             return Err(ConfigError::Name(self.name.clone()));
         }
@@ -197,7 +213,8 @@ impl NodeSettings {
         if self.ack_wait < self.max_run_time || self.ack_wait < Duration::from_secs(1) {
             return Err(ConfigError::AckWait(self.ack_wait));
         }
-        if self.budget == 0 || self.workers == 0 || self.max_attempts == 0 || self.concurrency == 0 {
+        if self.budget == 0 || self.workers == 0 || self.max_attempts == 0 || self.concurrency == 0
+        {
             return Err(ConfigError::Zero);
         }
         Ok(())

@@ -81,10 +81,19 @@ pub async fn ensure(js: &jetstream::Context, cluster: &Cluster) -> Result<Object
     let leases = open_bucket(js, bucket(&cluster.lease_bucket, cluster.lease_ttl)).await?;
     let members = open_bucket(js, bucket(&cluster.member_bucket, cluster.lease_ttl)).await?;
     let crashes = open_bucket(js, bucket(&cluster.crash_bucket, cluster.dedup_window)).await?;
-    Ok(Objects { jobs, dlq, leases, members, crashes })
+    Ok(Objects {
+        jobs,
+        dlq,
+        leases,
+        members,
+        crashes,
+    })
 }
 
-async fn open_bucket(js: &jetstream::Context, config: kv::Config) -> Result<kv::Store, BridgeError> {
+async fn open_bucket(
+    js: &jetstream::Context,
+    config: kv::Config,
+) -> Result<kv::Store, BridgeError> {
     match js.get_key_value(&config.bucket).await {
         Ok(store) => {
             let status = store.status().await.map_err(BridgeError::nats)?;
@@ -114,7 +123,10 @@ fn check_existing(have: &stream::Config, cluster: &Cluster) -> Result<(), Config
     } else if have.max_messages < 1 && have.max_bytes < 1 {
         Some("no limits: a burst would grow it without bound".to_string())
     } else if have.max_age != Duration::ZERO {
-        Some(format!("max_age {:?} would expire un-run jobs", have.max_age))
+        Some(format!(
+            "max_age {:?} would expire un-run jobs",
+            have.max_age
+        ))
     } else if have.duplicate_window != cluster.dedup_window {
         Some(format!(
             "duplicate_window {:?}, but dedup_window is {:?}",
@@ -124,7 +136,10 @@ fn check_existing(have: &stream::Config, cluster: &Cluster) -> Result<(), Config
         None
     };
     match why {
-        Some(why) => Err(ConfigError::Existing { stream: have.name.clone(), why }),
+        Some(why) => Err(ConfigError::Existing {
+            stream: have.name.clone(),
+            why,
+        }),
         None => Ok(()),
     }
 }
@@ -135,7 +150,11 @@ pub async fn remove(js: &jetstream::Context, cluster: &Cluster) {
     for s in [&cluster.stream, &cluster.dlq_stream] {
         let _ = js.delete_stream(s).await;
     }
-    for b in [&cluster.lease_bucket, &cluster.member_bucket, &cluster.crash_bucket] {
+    for b in [
+        &cluster.lease_bucket,
+        &cluster.member_bucket,
+        &cluster.crash_bucket,
+    ] {
         let _ = js.delete_key_value(b).await;
     }
 }

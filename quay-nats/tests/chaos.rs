@@ -44,7 +44,12 @@ fn seed() -> u64 {
     std::env::var("QUAY_CHAOS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64)
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        })
         | 1
 }
 
@@ -57,14 +62,29 @@ fn three_nodes_survive_kills_a_stop_and_a_server_restart() {
     eprintln!("chaos seed {seed} (set QUAY_CHAOS_SEED to replay the fault schedule)");
     let began = Instant::now();
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = Arc::new(Mutex::new(Server::start(dir.path()).unwrap_or_else(|e| panic!("{e}"))));
+    let server = Arc::new(Mutex::new(
+        Server::start(dir.path()).unwrap_or_else(|e| panic!("{e}")),
+    ));
     let url = server.lock().unwrap().url();
-    let cluster = Cluster { lease_ttl: Duration::from_millis(LEASE_TTL_MS), ..Cluster::namespaced(NS) };
+    let cluster = Cluster {
+        lease_ttl: Duration::from_millis(LEASE_TTL_MS),
+        ..Cluster::namespaced(NS)
+    };
     let spawner = Spawner {
         binary: env!("CARGO_BIN_EXE_quay-nats").into(),
         args: [
-            "--server", &url, "--namespace", NS, "--lease-ttl-ms", &LEASE_TTL_MS.to_string(), "--max-run-ms",
-            &MAX_RUN_MS.to_string(), "--ack-wait-ms", "5000", "--max-attempts", "10",
+            "--server",
+            &url,
+            "--namespace",
+            NS,
+            "--lease-ttl-ms",
+            &LEASE_TTL_MS.to_string(),
+            "--max-run-ms",
+            &MAX_RUN_MS.to_string(),
+            "--ack-wait-ms",
+            "5000",
+            "--max-attempts",
+            "10",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -74,9 +94,14 @@ fn three_nodes_survive_kills_a_stop_and_a_server_restart() {
     let _in_rt = rt.enter();
     let client = rt.block_on(async_nats::connect(&url)).expect("connect");
     let js = async_nats::jetstream::new(client.clone());
-    let producer = Arc::new(rt.block_on(Producer::<Task>::new(client, cluster.clone())).expect("producer"));
+    let producer = Arc::new(
+        rt.block_on(Producer::<Task>::new(client, cluster.clone()))
+            .expect("producer"),
+    );
     let nodes: Nodes = Arc::new(Mutex::new(
-        (0..3).map(|i| vec![spawner.spawn(&format!("n{i}")).expect("node starts")]).collect(),
+        (0..3)
+            .map(|i| vec![spawner.spawn(&format!("n{i}")).expect("node starts")])
+            .collect(),
     ));
 
     // Publish: one task per key, its jobs in order, each retried (same
@@ -85,8 +110,12 @@ fn three_nodes_survive_kills_a_stop_and_a_server_restart() {
     let duplicates = Arc::new(AtomicU64::new(0));
     let published_all = Arc::new(AtomicBool::new(false));
     let publisher = {
-        let (producer, load, duplicates, published_all) =
-            (producer.clone(), load.clone(), duplicates.clone(), published_all.clone());
+        let (producer, load, duplicates, published_all) = (
+            producer.clone(),
+            load.clone(),
+            duplicates.clone(),
+            published_all.clone(),
+        );
         let handle = rt.handle().clone();
         std::thread::spawn(move || {
             handle.block_on(async move {
@@ -106,7 +135,10 @@ fn three_nodes_survive_kills_a_stop_and_a_server_restart() {
                                 let mut t = t;
                                 t.sent_us = scenario::now_us();
                                 publish_until_confirmed(&producer, t.clone()).await;
-                                if again && publish_until_confirmed(&producer, t).await == Submitted::Duplicate {
+                                if again
+                                    && publish_until_confirmed(&producer, t).await
+                                        == Submitted::Duplicate
+                                {
                                     duplicates.fetch_add(1, Ordering::Relaxed);
                                 }
                             }
@@ -149,24 +181,46 @@ fn three_nodes_survive_kills_a_stop_and_a_server_restart() {
         faults.push(format!("kill -STOP {} for {stopped_for:?}", p.name));
     }
     std::thread::sleep(stopped_for);
-    nodes.lock().unwrap()[slot].last().unwrap().cont().expect("kill -CONT");
+    nodes.lock().unwrap()[slot]
+        .last()
+        .unwrap()
+        .cont()
+        .expect("kill -CONT");
     std::thread::sleep(rng.millis(300, 1000));
-    server.lock().unwrap().restart().expect("the server restarts with its store");
+    server
+        .lock()
+        .unwrap()
+        .restart()
+        .expect("the server restarts with its store");
     faults.push("nats-server kill -9 and restart, same store".into());
     eprintln!("faults: {faults:?}");
 
     // Wait for the publisher, then for an empty jobs stream.
     while !published_all.load(Ordering::Acquire) {
-        assert!(began.elapsed() < LIMIT, "publishing did not finish in {LIMIT:?}");
+        assert!(
+            began.elapsed() < LIMIT,
+            "publishing did not finish in {LIMIT:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     publisher.join().expect("publisher");
     loop {
-        let left = rt.block_on(async { js.get_stream(&cluster.stream).await.ok()?.get_info().await.ok().map(|i| i.state.messages) });
+        let left = rt.block_on(async {
+            js.get_stream(&cluster.stream)
+                .await
+                .ok()?
+                .get_info()
+                .await
+                .ok()
+                .map(|i| i.state.messages)
+        });
         if left == Some(0) {
             break;
         }
-        assert!(began.elapsed() < LIMIT, "{left:?} jobs still in the stream after {LIMIT:?}");
+        assert!(
+            began.elapsed() < LIMIT,
+            "{left:?} jobs still in the stream after {LIMIT:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let mut acquisitions = Vec::new();
@@ -181,7 +235,13 @@ fn three_nodes_survive_kills_a_stop_and_a_server_restart() {
     }
     let results = rt.block_on(audit::results(&js, NS)).expect("results log");
     let dead = rt.block_on(audit::dead(&js, &cluster)).expect("dlq");
-    let report = audit::check(&load, &results, &dead, &acquisitions, Duration::from_millis(MAX_RUN_MS));
+    let report = audit::check(
+        &load,
+        &results,
+        &dead,
+        &acquisitions,
+        Duration::from_millis(MAX_RUN_MS),
+    );
     let poison = load.iter().filter(|t| t.kind == Kind::Poison).count();
     eprintln!(
         "chaos: {} jobs, {} completed, {} dead (poison {poison}), {} re-runs, {} republished as duplicates, \
@@ -199,34 +259,81 @@ fn three_nodes_survive_kills_a_stop_and_a_server_restart() {
     for r in &reports {
         eprintln!("  {}: {:?}", r.node, r.stats);
     }
-    for d in dead.iter().filter(|d| report.wrongly_dead.contains(&(d.value.key, d.value.seq))) {
+    for d in dead
+        .iter()
+        .filter(|d| report.wrongly_dead.contains(&(d.value.key, d.value.seq)))
+    {
         eprintln!("  wrongly dead {:?}: {:?}", d.value, d.errors);
     }
     if let Some(&(key, _, _)) = report.order_violations.first() {
-        eprintln!("  key {key}, every result in stream order (seq, node, p, g, stored ms since start):");
+        eprintln!(
+            "  key {key}, every result in stream order (seq, node, p, g, stored ms since start):"
+        );
         for r in results.iter().filter(|r| r.value.key == key) {
-            let at = (r.at_ns / 1_000_000) as i64 - (scenario::now_us() as i64 / 1000 - began.elapsed().as_millis() as i64);
-            eprintln!("    {} {} p{} g{} {at}", r.value.seq, r.value.node, r.value.p, r.value.g);
+            let at = (r.at_ns / 1_000_000) as i64
+                - (scenario::now_us() as i64 / 1000 - began.elapsed().as_millis() as i64);
+            eprintln!(
+                "    {} {} p{} g{} {at}",
+                r.value.seq, r.value.node, r.value.p, r.value.g
+            );
         }
-        let mut acq: Vec<_> = acquisitions.iter().filter(|a| Some(a.0) == results.iter().find(|r| r.value.key == key).map(|r| r.value.p)).collect();
+        let mut acq: Vec<_> = acquisitions
+            .iter()
+            .filter(|a| {
+                Some(a.0)
+                    == results
+                        .iter()
+                        .find(|r| r.value.key == key)
+                        .map(|r| r.value.p)
+            })
+            .collect();
         acq.sort();
         eprintln!("  its partition's acquisitions: {acq:?}");
     }
     assert!(report.lost.is_empty(), "lost: {:?}", report.lost);
-    assert!(report.wrongly_dead.is_empty(), "non-poison jobs in the DLQ: {:?}", report.wrongly_dead);
-    assert!(report.poison_missing.is_empty(), "poison not in the DLQ: {:?}", report.poison_missing);
-    assert!(report.poison_ran.is_empty(), "poison with a result: {:?}", report.poison_ran);
+    assert!(
+        report.wrongly_dead.is_empty(),
+        "non-poison jobs in the DLQ: {:?}",
+        report.wrongly_dead
+    );
+    assert!(
+        report.poison_missing.is_empty(),
+        "poison not in the DLQ: {:?}",
+        report.poison_missing
+    );
+    assert!(
+        report.poison_ran.is_empty(),
+        "poison with a result: {:?}",
+        report.poison_ran
+    );
     assert_eq!(report.dead, poison, "the DLQ is exactly the poison set");
-    assert_eq!(report.dead_duplicates, 0, "a dead job reached the DLQ twice");
-    assert!(report.order_violations.is_empty(), "first completions out of order: {:?}", report.order_violations);
+    assert_eq!(
+        report.dead_duplicates, 0,
+        "a dead job reached the DLQ twice"
+    );
+    assert!(
+        report.order_violations.is_empty(),
+        "first completions out of order: {:?}",
+        report.order_violations
+    );
     assert!(
         report.generation_order_violations.is_empty(),
         "runs out of order within a generation: {:?}",
         report.generation_order_violations
     );
-    assert!(report.fence_violations.is_empty(), "writes after a lease ended: {:?}", report.fence_violations);
-    assert!(report.reruns > 0, "no job ran twice: the kills missed everything in flight");
-    assert!(duplicates.load(Ordering::Relaxed) > 0, "no republish was answered duplicate");
+    assert!(
+        report.fence_violations.is_empty(),
+        "writes after a lease ended: {:?}",
+        report.fence_violations
+    );
+    assert!(
+        report.reruns > 0,
+        "no job ran twice: the kills missed everything in flight"
+    );
+    assert!(
+        duplicates.load(Ordering::Relaxed) > 0,
+        "no republish was answered duplicate"
+    );
 }
 
 async fn publish_until_confirmed(producer: &Producer<Task>, t: Task) -> Submitted {

@@ -45,7 +45,14 @@ fn start_node(url: &str, name: &str, runs: Runs) -> Node {
 }
 
 async fn stream_messages(js: &jetstream::Context, name: &str) -> u64 {
-    js.get_stream(name).await.expect("stream").get_info().await.expect("info").state.messages
+    js.get_stream(name)
+        .await
+        .expect("stream")
+        .get_info()
+        .await
+        .expect("info")
+        .state
+        .messages
 }
 
 #[test]
@@ -53,24 +60,40 @@ fn publish_run_ack_in_key_order_and_duplicates_are_reported() {
     let (server, _dir) = server();
     let rt = runtime();
     let _in_rt = rt.enter();
-    let client = rt.block_on(async_nats::connect(server.url())).expect("connect");
-    let producer = rt.block_on(Producer::<Task>::new(client.clone(), cluster())).expect("producer");
+    let client = rt
+        .block_on(async_nats::connect(server.url()))
+        .expect("connect");
+    let producer = rt
+        .block_on(Producer::<Task>::new(client.clone(), cluster()))
+        .expect("producer");
     for seq in 0..25 {
         for key in 0..8 {
-            let answer = rt.block_on(producer.publish(job(Task { key, seq, fail: 0 }))).expect("publish");
+            let answer = rt
+                .block_on(producer.publish(job(Task { key, seq, fail: 0 })))
+                .expect("publish");
             assert_eq!(answer, Submitted::Accepted);
         }
     }
     // The same Msg-Id again: JetStream answers duplicate: true.
-    let again = rt.block_on(producer.publish(job(Task { key: 0, seq: 0, fail: 0 }))).expect("publish");
+    let again = rt
+        .block_on(producer.publish(job(Task {
+            key: 0,
+            seq: 0,
+            fail: 0,
+        })))
+        .expect("publish");
     assert_eq!(again, Submitted::Duplicate);
 
     let runs: Runs = Arc::default();
     let node = start_node(&server.url(), "n1", runs.clone());
-    wait_for("200 acks", Duration::from_secs(60), || node.stats().acked == 200);
+    wait_for("200 acks", Duration::from_secs(60), || {
+        node.stats().acked == 200
+    });
     let js = jetstream::new(client);
     // WorkQueue: an acked job leaves the stream.
-    wait_for("an empty stream", Duration::from_secs(30), || rt.block_on(stream_messages(&js, "QUAY_JOBS")) == 0);
+    wait_for("an empty stream", Duration::from_secs(30), || {
+        rt.block_on(stream_messages(&js, "QUAY_JOBS")) == 0
+    });
     let report = node.shutdown();
     assert_eq!(report.stats.dead, 0);
     let runs = runs.lock().unwrap().clone();
@@ -88,10 +111,24 @@ fn poison_reaches_the_dlq_once_and_a_transient_failure_retries() {
     let (server, _dir) = server();
     let rt = runtime();
     let _in_rt = rt.enter();
-    let client = rt.block_on(async_nats::connect(server.url())).expect("connect");
-    let producer = rt.block_on(Producer::<Task>::new(client.clone(), cluster())).expect("producer");
-    rt.block_on(producer.publish(job(Task { key: 1, seq: 0, fail: u32::MAX }))).expect("poison");
-    rt.block_on(producer.publish(job(Task { key: 1, seq: 1, fail: 1 }))).expect("flaky");
+    let client = rt
+        .block_on(async_nats::connect(server.url()))
+        .expect("connect");
+    let producer = rt
+        .block_on(Producer::<Task>::new(client.clone(), cluster()))
+        .expect("producer");
+    rt.block_on(producer.publish(job(Task {
+        key: 1,
+        seq: 0,
+        fail: u32::MAX,
+    })))
+    .expect("poison");
+    rt.block_on(producer.publish(job(Task {
+        key: 1,
+        seq: 1,
+        fail: 1,
+    })))
+    .expect("flaky");
     let runs: Runs = Arc::default();
     let node = start_node(&server.url(), "n1", runs.clone());
     wait_for("one dead and one acked", Duration::from_secs(60), || {
@@ -99,21 +136,35 @@ fn poison_reaches_the_dlq_once_and_a_transient_failure_retries() {
         s.dead == 1 && s.acked == 1
     });
     let js = jetstream::new(client);
-    wait_for("an empty jobs stream", Duration::from_secs(30), || rt.block_on(stream_messages(&js, "QUAY_JOBS")) == 0);
+    wait_for("an empty jobs stream", Duration::from_secs(30), || {
+        rt.block_on(stream_messages(&js, "QUAY_JOBS")) == 0
+    });
     node.shutdown();
-    assert_eq!(rt.block_on(stream_messages(&js, "QUAY_DLQ")), 1, "exactly one dead letter");
+    assert_eq!(
+        rt.block_on(stream_messages(&js, "QUAY_DLQ")),
+        1,
+        "exactly one dead letter"
+    );
     let dead = rt.block_on(async {
         let s = js.get_stream("QUAY_DLQ").await.unwrap();
         s.get_raw_message(1).await.unwrap()
     });
-    let errors = dead.headers.get("Quay-Errors").expect("errors header").as_str().to_string();
+    let errors = dead
+        .headers
+        .get("Quay-Errors")
+        .expect("errors header")
+        .as_str()
+        .to_string();
     assert!(errors.contains("transient 3"), "{errors}");
     let task: Task = serde_json::from_slice(&dead.payload).unwrap();
     assert_eq!(task.seq, 0);
     let runs = runs.lock().unwrap().clone();
     // The poison job ran max_attempts (3) times, the flaky one twice, in
     // key order: the flaky job waited behind the poison one.
-    assert_eq!(runs, vec![(1, 0, 1), (1, 0, 2), (1, 0, 3), (1, 1, 1), (1, 1, 2)]);
+    assert_eq!(
+        runs,
+        vec![(1, 0, 1), (1, 0, 2), (1, 0, 3), (1, 1, 1), (1, 1, 2)]
+    );
 }
 
 #[test]
@@ -121,13 +172,29 @@ fn a_full_stream_hands_the_job_back() {
     let (server, _dir) = server();
     let rt = runtime();
     let _in_rt = rt.enter();
-    let client = rt.block_on(async_nats::connect(server.url())).expect("connect");
-    let small = quay_nats::Cluster { max_messages: 3, ..cluster() };
-    let producer = rt.block_on(Producer::<Task>::new(client, small)).expect("producer");
+    let client = rt
+        .block_on(async_nats::connect(server.url()))
+        .expect("connect");
+    let small = quay_nats::Cluster {
+        max_messages: 3,
+        ..cluster()
+    };
+    let producer = rt
+        .block_on(Producer::<Task>::new(client, small))
+        .expect("producer");
     for seq in 0..3 {
-        rt.block_on(producer.publish(job(Task { key: 2, seq, fail: 0 }))).expect("room");
+        rt.block_on(producer.publish(job(Task {
+            key: 2,
+            seq,
+            fail: 0,
+        })))
+        .expect("room");
     }
-    match rt.block_on(producer.publish(job(Task { key: 2, seq: 3, fail: 0 }))) {
+    match rt.block_on(producer.publish(job(Task {
+        key: 2,
+        seq: 3,
+        fail: 0,
+    }))) {
         Err(PublishError::Full(j)) => assert_eq!(j.payload().seq, 3),
         other => panic!("expected Full, got {other:?}"),
     }
@@ -135,7 +202,10 @@ fn a_full_stream_hands_the_job_back() {
 
 #[test]
 fn discard_old_is_refused() {
-    let bad = quay_nats::Cluster { discard: quay_nats::Discard::Old, ..cluster() };
+    let bad = quay_nats::Cluster {
+        discard: quay_nats::Discard::Old,
+        ..cluster()
+    };
     assert_eq!(bad.validate(), Err(quay_nats::ConfigError::DiscardOld));
 }
 
@@ -144,12 +214,25 @@ fn a_takeover_replays_the_unacked_tail_in_order() {
     let (server, _dir) = server();
     let rt = runtime();
     let _in_rt = rt.enter();
-    let client = rt.block_on(async_nats::connect(server.url())).expect("connect");
-    let producer = rt.block_on(Producer::<Task>::new(client.clone(), cluster())).expect("producer");
+    let client = rt
+        .block_on(async_nats::connect(server.url()))
+        .expect("connect");
+    let producer = rt
+        .block_on(Producer::<Task>::new(client.clone(), cluster()))
+        .expect("producer");
     for seq in 0..10 {
-        rt.block_on(producer.publish(job(Task { key: 5, seq, fail: 0 }))).expect("publish");
+        rt.block_on(producer.publish(job(Task {
+            key: 5,
+            seq,
+            fail: 0,
+        })))
+        .expect("publish");
     }
-    let p = producer.partition(&job(Task { key: 5, seq: 0, fail: 0 }));
+    let p = producer.partition(&job(Task {
+        key: 5,
+        seq: 0,
+        fail: 0,
+    }));
     // A previous owner of generation 1: it took all ten, acked the first
     // four, and died holding the rest.
     let js = jetstream::new(client);
@@ -177,7 +260,9 @@ fn a_takeover_replays_the_unacked_tail_in_order() {
     });
     let runs: Runs = Arc::default();
     let node = start_node(&server.url(), "n2", runs.clone());
-    wait_for("six acks", Duration::from_secs(60), || node.stats().acked == 6);
+    wait_for("six acks", Duration::from_secs(60), || {
+        node.stats().acked == 6
+    });
     node.shutdown();
     let seqs: Vec<u32> = runs.lock().unwrap().iter().map(|r| r.1).collect();
     assert_eq!(seqs, vec![4, 5, 6, 7, 8, 9]);
@@ -188,22 +273,41 @@ fn the_fenced_log_refuses_an_older_generation() {
     let (server, _dir) = server();
     let rt = runtime();
     let _in_rt = rt.enter();
-    let client = rt.block_on(async_nats::connect(server.url())).expect("connect");
+    let client = rt
+        .block_on(async_nats::connect(server.url()))
+        .expect("connect");
     let js = jetstream::new(client);
-    let old = rt.block_on(quay_nats::FencedLog::open(js.clone(), "LOG", "log")).expect("log");
-    let new = rt.block_on(quay_nats::FencedLog::open(js, "LOG", "log")).expect("log");
+    let old = rt
+        .block_on(quay_nats::FencedLog::open(js.clone(), "LOG", "log"))
+        .expect("log");
+    let new = rt
+        .block_on(quay_nats::FencedLog::open(js, "LOG", "log"))
+        .expect("log");
     let body = || bytes::Bytes::from_static(b"x");
-    rt.block_on(old.append(3, 10, None, body())).expect("generation 10 appends");
-    rt.block_on(old.append(3, 10, None, body())).expect("and again");
-    rt.block_on(new.append(3, 11, None, body())).expect("generation 11 takes over");
+    rt.block_on(old.append(3, 10, None, body()))
+        .expect("generation 10 appends");
+    rt.block_on(old.append(3, 10, None, body()))
+        .expect("and again");
+    rt.block_on(new.append(3, 11, None, body()))
+        .expect("generation 11 takes over");
     // The old writer still believes its mark is current: the server refuses.
     match rt.block_on(old.append(3, 10, None, body())) {
         Err(quay_nats::AppendError::Fenced(f)) => assert_eq!((f.partition, f.generation), (3, 10)),
         other => panic!("expected Fenced, got {other:?}"),
     }
     // A fresh writer of the old generation cannot claim it back.
-    let late = rt.block_on(quay_nats::FencedLog::open(jetstream::new(rt.block_on(async_nats::connect(server.url())).unwrap()), "LOG", "log")).unwrap();
-    assert!(matches!(rt.block_on(late.append(3, 10, None, body())), Err(quay_nats::AppendError::Fenced(_))));
+    let late = rt
+        .block_on(quay_nats::FencedLog::open(
+            jetstream::new(rt.block_on(async_nats::connect(server.url())).unwrap()),
+            "LOG",
+            "log",
+        ))
+        .unwrap();
+    assert!(matches!(
+        rt.block_on(late.append(3, 10, None, body())),
+        Err(quay_nats::AppendError::Fenced(_))
+    ));
     // Other partitions are independent.
-    rt.block_on(late.append(4, 10, None, body())).expect("partition 4 is unclaimed");
+    rt.block_on(late.append(4, 10, None, body()))
+        .expect("partition 4 is unclaimed");
 }

@@ -47,7 +47,11 @@ const WPI: &[u8] = b"+WPI";
 impl Acker {
     /// Runs until every sender (the engine's hooks) is gone, or `finish`
     /// fires (the engine has stopped), then handles what is queued.
-    pub async fn run(self, mut rx: UnboundedReceiver<Terminal>, mut finish: tokio::sync::watch::Receiver<bool>) {
+    pub async fn run(
+        self,
+        mut rx: UnboundedReceiver<Terminal>,
+        mut finish: tokio::sync::watch::Receiver<bool>,
+    ) {
         let every = self.settings.ack_wait / 3;
         let mut tick = tokio::time::interval(every.min(Duration::from_secs(5)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -76,7 +80,9 @@ impl Acker {
     async fn handle(&self, t: Terminal) {
         match t {
             Terminal::Done(id) => {
-                let Some(e) = self.lock().finish(id) else { return };
+                let Some(e) = self.lock().finish(id) else {
+                    return;
+                };
                 if e.fenced {
                     return;
                 }
@@ -84,7 +90,9 @@ impl Acker {
                 self.stats.add(&self.stats.acked, 1);
             }
             Terminal::Dead(id) => {
-                let Some(e) = self.lock().finish(id) else { return };
+                let Some(e) = self.lock().finish(id) else {
+                    return;
+                };
                 // The worker wrote the dead letter inside the last attempt;
                 // a job whose generation ended first is the next owner's.
                 if e.fenced || !e.dead_lettered {
@@ -108,13 +116,19 @@ impl Acker {
                 return;
             }
         }
-        let _ = self.client.publish(reply.clone(), Bytes::from_static(body)).await;
+        let _ = self
+            .client
+            .publish(reply.clone(), Bytes::from_static(body))
+            .await;
     }
 
     async fn progress(&self, every: Duration) {
         let due = self.lock().due_progress(Instant::now(), every);
         for reply in &due {
-            let _ = self.client.publish(reply.clone(), Bytes::from_static(WPI)).await;
+            let _ = self
+                .client
+                .publish(reply.clone(), Bytes::from_static(WPI))
+                .await;
         }
         self.stats.add(&self.stats.progress, due.len() as u64);
     }

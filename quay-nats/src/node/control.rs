@@ -5,8 +5,9 @@
 //!   acquire ──► run ──► (not assigned any more) drain ──► end ──► release
 //!                 │                                   (in flight 0, or timeout,
 //!                 │                                    then max_run_time)
-//!                 └──► renewal refused, or fence failed ──► lost (no release:
-//!                                                           the lease ages out)
+//!                 ├──► generation ended (fence failed, a delivery lost), lease
+//!                 │    still ours ──► after max_run_time, renew: next generation
+//!                 └──► renewal refused ──► lost (no release: the lease ages out)
 //! ```
 //!
 //! A lost or fenced generation is not released: jobs it started may still
@@ -27,6 +28,48 @@ struct Owned {
     stop: watch::Sender<bool>,
     renewed: Instant,
     drain: Option<Drain>,
+    /// When its generation ended without a drain (fence failed, delivery
+    /// lost): after `max_run_time`, a renewal starts the next generation.
+    ended: Option<Instant>,
+}
+
+/// Starts generation `held.generation` of partition `p`: its fence, the
+/// `on_acquire` hook, and its partition task.
+fn start<T: Send + Sync + 'static>(
+    shared: &Arc<Shared<T>>,
+    p: u32,
+    held: Held,
+    sent: Instant,
+    share: i64,
+) -> Owned {
+    let fence = Arc::new(Fence::new(
+        p,
+        held.generation,
+        shared.epoch,
+        sent + shared.cluster.lease_ttl,
+    ));
+    if let Some(hook) = &shared.on_acquire {
+        let g = held.generation;
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(p, g))).is_err() {
+            shared.stats.add(&shared.stats.hook_panics, 1);
+        }
+    }
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(partition::run(
+        shared.clone(),
+        fence.clone(),
+        share,
+        stopped,
+    ));
+    shared.stats.add(&shared.stats.acquired, 1);
+    Owned {
+        held,
+        fence,
+        stop,
+        renewed: sent,
+        drain: None,
+        ended: None,
+    }
 }
 
 struct Drain {
@@ -35,7 +78,10 @@ struct Drain {
 }
 
 /// Runs until `quit` fires, then drains and releases everything.
-pub(crate) async fn run<T: Send + Sync + 'static>(shared: Arc<Shared<T>>, mut quit: watch::Receiver<bool>) {
+pub(crate) async fn run<T: Send + Sync + 'static>(
+    shared: Arc<Shared<T>>,
+    mut quit: watch::Receiver<bool>,
+) {
     let ttl = shared.cluster.lease_ttl;
     let renew_every = ttl / 4;
     let mut tick = tokio::time::interval(Duration::from_millis(100).max(ttl / 20));
@@ -53,7 +99,10 @@ pub(crate) async fn run<T: Send + Sync + 'static>(shared: Arc<Shared<T>>, mut qu
         quitting = quitting || *quit.borrow();
         let now = Instant::now();
         if !quitting && now.duration_since(beat) >= renew_every {
-            if members::heartbeat(&shared.objects.members, &name).await.is_ok() {
+            if members::heartbeat(&shared.objects.members, &name)
+                .await
+                .is_ok()
+            {
                 beat = now;
             }
             if let Ok(m) = members::list(&shared.objects.members).await {
@@ -65,12 +114,24 @@ pub(crate) async fn run<T: Send + Sync + 'static>(shared: Arc<Shared<T>>, mut qu
         } else {
             members::assignment(&name, &members_seen, shared.cluster.partitions)
         };
-        // Renew, and notice lost or fenced generations.
+        let share = (shared.settings.budget as usize / desired.len().max(1)).max(1) as i64;
+        // Renew, and notice lost or ended generations.
         let mut gone = Vec::new();
+        let mut next = Vec::new();
         for (&p, o) in owned.iter_mut() {
             if o.fence.is_dead() && o.drain.is_none() {
-                gone.push(p);
-                continue;
+                let ended = *o.ended.get_or_insert(now);
+                if !desired.contains(&p) {
+                    // Not ours any more: let the lease age out.
+                    gone.push(p);
+                    continue;
+                }
+                // Jobs the ended generation started are over after
+                // max_run_time; then the next generation may start.
+                if now.duration_since(ended) >= shared.settings.max_run_time {
+                    next.push(p);
+                    continue;
+                }
             }
             if now.duration_since(o.renewed) >= renew_every {
                 let sent = Instant::now();
@@ -83,6 +144,24 @@ pub(crate) async fn run<T: Send + Sync + 'static>(shared: Arc<Shared<T>>, mut qu
                     Renewed::Lost => gone.push(p),
                     Renewed::Unknown => {}
                 }
+            }
+        }
+        // The next generation of a partition still ours: its renewal's
+        // revision is the new generation.
+        for p in next {
+            let Some(o) = owned.get(&p) else { continue };
+            let sent = Instant::now();
+            match lease::renew(&shared.objects.leases, p, &name, o.held).await {
+                Renewed::Ours(rev) => {
+                    let _ = o.stop.send(true);
+                    let held = Held {
+                        generation: rev,
+                        revision: rev,
+                    };
+                    owned.insert(p, start(&shared, p, held, sent, share));
+                }
+                Renewed::Lost => gone.push(p),
+                Renewed::Unknown => {}
             }
         }
         for p in gone {
@@ -101,10 +180,15 @@ pub(crate) async fn run<T: Send + Sync + 'static>(shared: Arc<Shared<T>>, mut qu
             let d = o.drain.get_or_insert_with(|| {
                 o.fence.drain();
                 let _ = o.stop.send(true);
-                Drain { since: now, ended: None }
+                Drain {
+                    since: now,
+                    ended: None,
+                }
             });
             let left = shared.lock_inflight().count_for(&o.fence);
-            if d.ended.is_none() && (left == 0 || now.duration_since(d.since) >= shared.settings.drain_timeout) {
+            if d.ended.is_none()
+                && (left == 0 || now.duration_since(d.since) >= shared.settings.drain_timeout)
+            {
                 o.fence.end();
                 d.ended = Some(now);
             }
@@ -128,23 +212,17 @@ pub(crate) async fn run<T: Send + Sync + 'static>(shared: Arc<Shared<T>>, mut qu
             continue;
         }
         // Acquire what is ours and free.
-        let share = (shared.settings.budget as usize / desired.len().max(1)).max(1) as i64;
-        let wanted: Vec<u32> = desired.iter().copied().filter(|p| !owned.contains_key(p)).collect();
+        let wanted: Vec<u32> = desired
+            .iter()
+            .copied()
+            .filter(|p| !owned.contains_key(p))
+            .collect();
         for p in wanted {
             let sent = Instant::now();
-            let Some(held) = lease::acquire(&shared.objects.leases, p, &name).await else { continue };
-            let fence = Arc::new(Fence::new(p, held.generation, shared.epoch, sent + ttl));
-            if let Some(hook) = &shared.on_acquire {
-                let hook = hook.clone();
-                let g = held.generation;
-                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(p, g))).is_err() {
-                    shared.stats.add(&shared.stats.hook_panics, 1);
-                }
-            }
-            let (stop, stopped) = watch::channel(false);
-            tokio::spawn(partition::run(shared.clone(), fence.clone(), share, stopped));
-            shared.stats.add(&shared.stats.acquired, 1);
-            owned.insert(p, Owned { held, fence, stop, renewed: sent, drain: None });
+            let Some(held) = lease::acquire(&shared.objects.leases, p, &name).await else {
+                continue;
+            };
+            owned.insert(p, start(&shared, p, held, sent, share));
         }
     }
 }

@@ -29,13 +29,18 @@ pub(crate) fn key(msg_id: &str) -> String {
 
 /// Deaths a job has been in flight for, as seen by generation `g`.
 pub(crate) async fn deaths(crashes: &kv::Store, msg_id: &str, g: u64) -> Result<u32, String> {
-    let entry = crashes.entry(key(msg_id)).await.map_err(|e| e.to_string())?;
+    let entry = crashes
+        .entry(key(msg_id))
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(match entry {
-        Some(e) if e.operation == kv::Operation::Put => match serde_json::from_slice::<Marker>(&e.value) {
-            Ok(m) if m.g != g => m.deaths + 1,
-            Ok(m) => m.deaths,
-            Err(_) => 0,
-        },
+        Some(e) if e.operation == kv::Operation::Put => {
+            match serde_json::from_slice::<Marker>(&e.value) {
+                Ok(m) if m.g != g => m.deaths + 1,
+                Ok(m) => m.deaths,
+                Err(_) => 0,
+            }
+        }
         _ => 0,
     })
 }
@@ -43,5 +48,9 @@ pub(crate) async fn deaths(crashes: &kv::Store, msg_id: &str, g: u64) -> Result<
 /// Marks a job started by generation `g`, confirmed.
 pub(crate) async fn mark(crashes: &kv::Store, msg_id: &str, marker: &Marker) -> Result<(), String> {
     let value = serde_json::to_vec(marker).map_err(|e| e.to_string())?;
-    crashes.put(key(msg_id), Bytes::from(value)).await.map(|_| ()).map_err(|e| e.to_string())
+    crashes
+        .put(key(msg_id), Bytes::from(value))
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }

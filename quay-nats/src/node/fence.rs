@@ -80,7 +80,10 @@ impl Fence {
             }
             self.end();
         }
-        Err(Fenced { partition: self.partition, generation: self.generation })
+        Err(Fenced {
+            partition: self.partition,
+            generation: self.generation,
+        })
     }
 
     /// Whether the generation is over.
@@ -97,7 +100,8 @@ impl Fence {
 
     pub(crate) fn extend(&self, until: Instant) {
         // Release: pairs with the Acquire load in `check`.
-        self.valid_until.fetch_max(self.nanos(until), Ordering::Release);
+        self.valid_until
+            .fetch_max(self.nanos(until), Ordering::Release);
     }
 
     pub(crate) fn drain(&self) {
@@ -120,9 +124,18 @@ mod tests {
         let now = Instant::now();
         let f = Fence::new(1, 7, now, now + Duration::from_secs(10));
         assert!(f.check(Duration::from_secs(1)).is_ok());
-        assert_eq!(f.check(Duration::from_secs(60)), Err(Fenced { partition: 1, generation: 7 }));
+        assert_eq!(
+            f.check(Duration::from_secs(60)),
+            Err(Fenced {
+                partition: 1,
+                generation: 7
+            })
+        );
         f.extend(now + Duration::from_secs(600));
-        assert!(f.check(Duration::from_secs(1)).is_err(), "a renewal must not revive it");
+        assert!(
+            f.check(Duration::from_secs(1)).is_err(),
+            "a renewal must not revive it"
+        );
         assert!(f.is_dead());
     }
 }

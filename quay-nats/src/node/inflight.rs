@@ -152,7 +152,10 @@ impl InFlight {
 
     /// Live jobs of one generation.
     pub fn count_for(&self, fence: &Arc<Fence>) -> usize {
-        self.live.values().filter(|e| Arc::ptr_eq(&e.fence, fence)).count()
+        self.live
+            .values()
+            .filter(|e| Arc::ptr_eq(&e.fence, fence))
+            .count()
     }
 
     /// Live jobs in all.
@@ -216,10 +219,17 @@ mod tests {
         table.arrive(JobId::from(1u64), entry(&live, "live", t));
         table.arrive(JobId::from(2u64), entry(&dead, "dead", t));
         let every = Duration::from_secs(10);
-        assert!(table.due_progress(t + Duration::from_secs(5), every).is_empty());
+        assert!(table
+            .due_progress(t + Duration::from_secs(5), every)
+            .is_empty());
         let due = table.due_progress(t + Duration::from_secs(10), every);
         assert_eq!(due, vec![Subject::from("live")]);
-        assert!(table.due_progress(t + Duration::from_secs(15), every).is_empty());
-        assert_eq!(table.forget(JobId::from(2u64)).map(|e| e.reply), Some(Subject::from("dead")));
+        assert!(table
+            .due_progress(t + Duration::from_secs(15), every)
+            .is_empty());
+        assert_eq!(
+            table.forget(JobId::from(2u64)).map(|e| e.reply),
+            Some(Subject::from("dead"))
+        );
     }
 }

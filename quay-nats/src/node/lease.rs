@@ -41,14 +41,20 @@ fn key(p: u32) -> String {
 /// server did not answer.
 pub(crate) async fn acquire(leases: &kv::Store, p: u32, node: &str) -> Option<Held> {
     match leases.create(key(p), Bytes::from(node.to_string())).await {
-        Ok(rev) => Some(Held { generation: rev, revision: rev }),
+        Ok(rev) => Some(Held {
+            generation: rev,
+            revision: rev,
+        }),
         Err(_) => None,
     }
 }
 
 /// Renews a held lease.
 pub(crate) async fn renew(leases: &kv::Store, p: u32, node: &str, held: Held) -> Renewed {
-    match leases.update(key(p), Bytes::from(node.to_string()), held.revision).await {
+    match leases
+        .update(key(p), Bytes::from(node.to_string()), held.revision)
+        .await
+    {
         Ok(rev) => Renewed::Ours(rev),
         Err(e) => match e.kind() {
             kv::UpdateErrorKind::WrongLastRevision => Renewed::Lost,
@@ -59,7 +65,9 @@ pub(crate) async fn renew(leases: &kv::Store, p: u32, node: &str, held: Held) ->
 
 /// Gives a lease up, if it is still ours.
 pub(crate) async fn release(leases: &kv::Store, p: u32, held: Held) {
-    let _ = leases.delete_expect_revision(key(p), Some(held.revision)).await;
+    let _ = leases
+        .delete_expect_revision(key(p), Some(held.revision))
+        .await;
 }
 
 /// The owner named in a partition's lease, if it has a live one.

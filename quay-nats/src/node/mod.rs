@@ -104,7 +104,11 @@ pub struct NodeReport {
 
 impl Node {
     /// A builder for a node that connects to `url`.
-    pub fn builder<T>(url: impl Into<String>, cluster: Cluster, settings: NodeSettings) -> NodeBuilder<T, Json>
+    pub fn builder<T>(
+        url: impl Into<String>,
+        cluster: Cluster,
+        settings: NodeSettings,
+    ) -> NodeBuilder<T, Json>
     where
         Json: Codec<T>,
     {
@@ -139,7 +143,11 @@ impl Node {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        NodeReport { node: self.name.clone(), stats: self.stats.snapshot(), engine_returned: 0 }
+        NodeReport {
+            node: self.name.clone(),
+            stats: self.stats.snapshot(),
+            engine_returned: 0,
+        }
     }
 }
 
@@ -171,7 +179,10 @@ where
     /// A hook told of every lease this node acquires, with its partition
     /// and generation, before the takeover starts. It runs on the bridge
     /// thread, so keep it short; its panics are contained.
-    pub fn on_acquire(mut self, hook: impl Fn(u32, u64) + Send + Sync + 'static) -> NodeBuilder<T, C> {
+    pub fn on_acquire(
+        mut self,
+        hook: impl Fn(u32, u64) + Send + Sync + 'static,
+    ) -> NodeBuilder<T, C> {
         self.on_acquire = Some(Arc::new(hook));
         self
     }
@@ -192,7 +203,10 @@ where
         let thread = std::thread::Builder::new()
             .name(format!("quay-nats-{name}"))
             .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
                     Ok(rt) => rt,
                     Err(e) => {
                         let _ = ready_tx.send(Err(BridgeError::Thread(e)));
@@ -202,14 +216,21 @@ where
                 rt.block_on(bridge(self, Arc::new(handler), ready_tx, quit_rx));
             })?;
         match ready_rx.recv() {
-            Ok(Ok(stats)) => Ok(Node { quit, thread: Some(thread), stats, name }),
+            Ok(Ok(stats)) => Ok(Node {
+                quit,
+                thread: Some(thread),
+                stats,
+                name,
+            }),
             Ok(Err(e)) => {
                 let _ = thread.join();
                 Err(e)
             }
             Err(_) => {
                 let _ = thread.join();
-                Err(BridgeError::Nats("the bridge thread ended before it was ready".into()))
+                Err(BridgeError::Nats(
+                    "the bridge thread ended before it was ready".into(),
+                ))
             }
         }
     }
@@ -245,7 +266,10 @@ async fn bridge<T, C, H, F>(
             return;
         }
         Err(_) => {
-            let _ = ready.send(Err(BridgeError::Nats(format!("no server answered at {} within 30 s", b.url))));
+            let _ = ready.send(Err(BridgeError::Nats(format!(
+                "no server answered at {} within 30 s",
+                b.url
+            ))));
             return;
         }
     };
@@ -274,7 +298,9 @@ async fn bridge<T, C, H, F>(
         .record_latency(false)
         .capacity(u64::from(settings.budget).max(64))
         .concurrency(settings.concurrency)
-        .max_attempts(std::num::NonZeroU32::new(settings.max_attempts).unwrap_or(std::num::NonZeroU32::MIN))
+        .max_attempts(
+            std::num::NonZeroU32::new(settings.max_attempts).unwrap_or(std::num::NonZeroU32::MIN),
+        )
         .backoff(settings.backoff.0, settings.backoff.1)
         .dedup_window(cluster.dedup_window)
         .worker_context(move |run| {
@@ -309,8 +335,13 @@ async fn bridge<T, C, H, F>(
     });
     let (finish, finished) = watch::channel(false);
     let acker = tokio::spawn(
-        Acker { client: client.clone(), inflight, stats: stats.clone(), settings: settings.clone() }
-            .run(rx, finished),
+        Acker {
+            client: client.clone(),
+            inflight,
+            stats: stats.clone(),
+            settings: settings.clone(),
+        }
+        .run(rx, finished),
     );
     let _ = ready.send(Ok(stats.clone()));
     control::run(shared.clone(), quit).await;
@@ -319,7 +350,9 @@ async fn bridge<T, C, H, F>(
         let s = shared.clone();
         tokio::task::spawn_blocking(move || s.engine.shutdown_timeout(settings.drain_timeout)).await
     };
-    let returned = engine_shutdown.map(|s| s.returned.len() as u64).unwrap_or(0);
+    let returned = engine_shutdown
+        .map(|s| s.returned.len() as u64)
+        .unwrap_or(0);
     stats.add(&stats.returned, returned);
     // The workers have stopped, so every terminal state is in the channel.
     let _ = finish.send(true);

@@ -34,75 +34,78 @@ pub(crate) async fn run<T: Send + Sync + 'static>(
     let p = fence.partition();
     let g = fence.generation();
     let name = &shared.settings.name;
-    let batch = max_ack_pending.clamp(1, 256) as usize;
-    // The consumer is made again if it disappears (a server that lost it,
-    // or an operator): `takeover` is idempotent for this generation.
-    let mut replay_upto = None;
-    'takeover: while !fence.is_dead() && !*stop.borrow() {
-        let consumer = match takeover(&shared, p, g, max_ack_pending).await {
-            Ok((c, upto)) => {
-                // The first takeover's bound holds for the generation.
-                replay_upto.get_or_insert(upto);
-                c
-            }
+    let (consumer, replay_upto) = loop {
+        if fence.is_dead() || *stop.borrow() {
+            return;
+        }
+        match takeover(&shared, p, g, max_ack_pending).await {
+            Ok(c) => break c,
             Err(Takeover::Superseded(why)) => {
                 eprintln!("quay-nats {name}: p{p} g{g} is superseded: {why}");
                 fence.end();
                 return;
             }
+            // Nothing was delivered yet: trying again is safe.
             Err(Takeover::Failed(e)) => {
                 eprintln!("quay-nats {name}: takeover of p{p} g{g}: {e}");
                 tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
             }
-        };
-        let upto = replay_upto.unwrap_or(0);
-        let mut failures = 0u32;
-        while !fence.is_dead() && !*stop.borrow() {
-            let messages = consumer
-                .stream()
-                .max_messages_per_batch(batch)
-                .expires(Duration::from_secs(2))
-                .heartbeat(Duration::from_millis(500))
-                .messages()
-                .await;
-            let mut messages = match messages {
-                Ok(m) => m,
-                Err(e) => {
-                    failures += 1;
-                    if failures >= 5 {
-                        eprintln!("quay-nats {name}: p{p} g{g}: no message stream ({e}); taking over again");
-                        continue 'takeover;
+        }
+    };
+    let batch = max_ack_pending.clamp(1, 256) as usize;
+    let messages = consumer
+        .stream()
+        .max_messages_per_batch(batch)
+        .expires(Duration::from_secs(2))
+        .heartbeat(Duration::from_millis(500))
+        .messages()
+        .await;
+    let mut messages = match messages {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("quay-nats {name}: p{p} g{g}: no message stream: {e}");
+            fence.end();
+            return;
+        }
+    };
+    // Order rests on every delivery reaching the engine in consumer order.
+    // A delivery lost in transit (a server restart, a reconnect) would be
+    // redelivered only after AckWait, behind later jobs of its key, so the
+    // consumer sequence must have no gap, and the stream must not end: if
+    // either happens, the generation ends, and its successor replays from
+    // the first un-acked job in stream order.
+    let mut delivered = 0u64;
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            m = messages.next() => match m {
+                Some(Ok(m)) => {
+                    let seq = m.info().map(|i| i.consumer_sequence).unwrap_or(0);
+                    if seq != delivered + 1 {
+                        eprintln!("quay-nats {name}: p{p} g{g}: delivery {seq} after {delivered}; ending the generation");
+                        fence.end();
+                        return;
                     }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
+                    delivered = seq;
+                    deliver(&shared, &fence, replay_upto, m).await;
                 }
-            };
-            loop {
-                tokio::select! {
-                    _ = stop.changed() => return,
-                    m = messages.next() => match m {
-                        Some(Ok(m)) => {
-                            failures = 0;
-                            deliver(&shared, &fence, upto, m).await;
-                        }
-                        Some(Err(e)) => match e.kind() {
-                            MessagesErrorKind::ConsumerDeleted | MessagesErrorKind::NoResponders => {
-                                eprintln!("quay-nats {name}: p{p} g{g}: {e}; taking over again");
-                                tokio::time::sleep(Duration::from_millis(200)).await;
-                                continue 'takeover;
-                            }
-                            // Missed heartbeats and the like: the stream
-                            // recovers, or ends and is made again.
-                            _ => continue,
-                        },
-                        None => break,
-                    },
-                }
-                if fence.is_dead() {
+                Some(Err(e)) => match e.kind() {
+                    // A missed heartbeat is reported, and the stream goes on.
+                    MessagesErrorKind::MissingHeartbeat => continue,
+                    _ => {
+                        eprintln!("quay-nats {name}: p{p} g{g}: {e}; ending the generation");
+                        fence.end();
+                        return;
+                    }
+                },
+                None => {
+                    fence.end();
                     return;
                 }
-            }
+            },
+        }
+        if fence.is_dead() {
+            return;
         }
     }
 }
@@ -138,10 +141,14 @@ async fn takeover<T: Send + Sync + 'static>(
     // Generations only grow: a newer consumer means this generation is
     // over, and an older owner never deletes a newer one's consumer.
     if let Some((name, newer)) = others.iter().find(|(_, other)| *other > g) {
-        return Err(Takeover::Superseded(format!("{name} (generation {newer}) exists")));
+        return Err(Takeover::Superseded(format!(
+            "{name} (generation {newer}) exists"
+        )));
     }
     for (name, _) in &others {
-        jobs.delete_consumer(name).await.map_err(|e| Takeover::Failed(format!("delete {name}: {e}")))?;
+        jobs.delete_consumer(name)
+            .await
+            .map_err(|e| Takeover::Failed(format!("delete {name}: {e}")))?;
     }
     let names = others;
     // Deliveries stored before now may be replays of jobs an earlier owner
@@ -149,7 +156,11 @@ async fn takeover<T: Send + Sync + 'static>(
     let replay_upto = if names.is_empty() || shared.settings.crash_limit.is_none() {
         0
     } else {
-        jobs.get_info().await.map_err(|e| Takeover::Failed(e.to_string()))?.state.last_sequence
+        jobs.get_info()
+            .await
+            .map_err(|e| Takeover::Failed(e.to_string()))?
+            .state
+            .last_sequence
     };
     let consumer = jobs
         .get_or_create_consumer(
@@ -170,7 +181,12 @@ async fn takeover<T: Send + Sync + 'static>(
     Ok((consumer, replay_upto))
 }
 
-async fn deliver<T: Send + Sync + 'static>(shared: &Arc<Shared<T>>, fence: &Arc<Fence>, replay_upto: u64, m: Message) {
+async fn deliver<T: Send + Sync + 'static>(
+    shared: &Arc<Shared<T>>,
+    fence: &Arc<Fence>,
+    replay_upto: u64,
+    m: Message,
+) {
     let stats = &shared.stats;
     stats.add(&stats.delivered, 1);
     if fence.is_dead() {
@@ -204,19 +220,26 @@ async fn deliver<T: Send + Sync + 'static>(shared: &Arc<Shared<T>>, fence: &Arc<
         }
         Arrival::Terminal => {
             stats.add(&stats.reacked, 1);
-            let _ = shared.client.publish(reply, bytes::Bytes::from_static(b"+ACK")).await;
+            let _ = shared
+                .client
+                .publish(reply, bytes::Bytes::from_static(b"+ACK"))
+                .await;
             return;
         }
     }
     let deaths = match shared.settings.crash_limit {
         None => None,
         Some(_) if seq > replay_upto => Some(0),
-        Some(_) => Some(crash::deaths(&shared.objects.crashes, &msg_id, fence.generation()).await.unwrap_or(0)),
+        Some(_) => Some(
+            crash::deaths(&shared.objects.crashes, &msg_id, fence.generation())
+                .await
+                .unwrap_or(0),
+        ),
     };
     let poison = match (deaths, shared.settings.crash_limit) {
-        (Some(d), Some(limit)) if d >= limit => {
-            Some(format!("{CRASH_LOOP}: in flight at {d} owner deaths (limit {limit})"))
-        }
+        (Some(d), Some(limit)) if d >= limit => Some(format!(
+            "{CRASH_LOOP}: in flight at {d} owner deaths (limit {limit})"
+        )),
         _ => None,
     };
     let work = Work {
@@ -230,7 +253,10 @@ async fn deliver<T: Send + Sync + 'static>(shared: &Arc<Shared<T>>, fence: &Arc<
     if let Some(k) = header(KEY_HEADER).and_then(|k| k.parse::<u64>().ok()) {
         job = job.keyed(Key::from(k));
     }
-    if let Some(n) = header(ATTEMPTS_HEADER).and_then(|n| n.parse::<u32>().ok()).and_then(NonZeroU32::new) {
+    if let Some(n) = header(ATTEMPTS_HEADER)
+        .and_then(|n| n.parse::<u32>().ok())
+        .and_then(NonZeroU32::new)
+    {
         job = job.max_attempts(n);
     }
     if let Some(ms) = header(DELAY_HEADER).and_then(|d| d.parse::<u64>().ok()) {
@@ -243,7 +269,10 @@ async fn deliver<T: Send + Sync + 'static>(shared: &Arc<Shared<T>>, fence: &Arc<
             // terminal memory forgot it: it is finished, so ack again.
             shared.lock_inflight().finish(id);
             stats.add(&stats.reacked, 1);
-            let _ = shared.client.publish(reply, bytes::Bytes::from_static(b"+ACK")).await;
+            let _ = shared
+                .client
+                .publish(reply, bytes::Bytes::from_static(b"+ACK"))
+                .await;
         }
         Err(_) => {
             // Refused at shutdown: left un-acked for the next owner.

@@ -95,7 +95,13 @@ impl Wrap {
     }
 
     /// The attempt itself: `Ok(false)` when the job was fenced (not run).
-    async fn attempt<T, H, F>(&self, ctx: &JobContext, token: Token, work: Attempt<T>, user: &H) -> Result<bool, JobError>
+    async fn attempt<T, H, F>(
+        &self,
+        ctx: &JobContext,
+        token: Token,
+        work: Attempt<T>,
+        user: &H,
+    ) -> Result<bool, JobError>
     where
         H: Fn(Token, Arc<T>) -> F,
         F: Future<Output = Result<(), JobError>>,
@@ -103,7 +109,9 @@ impl Wrap {
         if let Some(reason) = work.poison {
             return Err(JobError::fatal(reason));
         }
-        let payload = work.payload.map_err(|e| JobError::fatal(format!("payload did not decode: {e}")))?;
+        let payload = work
+            .payload
+            .map_err(|e| JobError::fatal(format!("payload did not decode: {e}")))?;
         if token.fence.check(self.max_run).is_err() {
             // Not run, not acked: the partition's next owner replays it.
             self.table().mark_fenced(ctx.id());
@@ -111,14 +119,20 @@ impl Wrap {
             return Ok(false);
         }
         if let (Some(deaths), 1) = (work.deaths, ctx.attempt()) {
-            let marker = Marker { g: token.generation(), deaths };
+            let marker = Marker {
+                g: token.generation(),
+                deaths,
+            };
             crash::mark(&self.crashes, &token.msg_id, &marker)
                 .await
                 .map_err(|e| JobError::retry(format!("crash marker not written: {e}")))?;
         }
         match tokio::time::timeout(self.max_run, user(token, payload)).await {
             Ok(r) => r.map(|()| true),
-            Err(_) => Err(JobError::retry(format!("ran past max_run_time ({:?})", self.max_run))),
+            Err(_) => Err(JobError::retry(format!(
+                "ran past max_run_time ({:?})",
+                self.max_run
+            ))),
         }
     }
 
@@ -128,8 +142,13 @@ impl Wrap {
     async fn dead_letter(&self, ctx: &JobContext, fence: &Fence) {
         let mut backoff = Duration::from_millis(50);
         loop {
-            let Some(letter) = self.table().letter(ctx.id(), ctx.attempt()) else { return };
-            if dead::publish(&self.js, &self.dlq_subject, &self.node, &letter).await.is_ok() {
+            let Some(letter) = self.table().letter(ctx.id(), ctx.attempt()) else {
+                return;
+            };
+            if dead::publish(&self.js, &self.dlq_subject, &self.node, &letter)
+                .await
+                .is_ok()
+            {
                 self.table().mark_dead_lettered(ctx.id());
                 return;
             }
@@ -156,7 +175,10 @@ struct Attempt<T> {
 pub(crate) fn wrap<T, H, F>(
     wrap: Arc<Wrap>,
     user: Arc<H>,
-) -> impl Fn(JobContext, &Work<T>) -> std::pin::Pin<Box<dyn Future<Output = Result<(), JobError>>>> + Send + Sync + 'static
+) -> impl Fn(JobContext, &Work<T>) -> std::pin::Pin<Box<dyn Future<Output = Result<(), JobError>>>>
+       + Send
+       + Sync
+       + 'static
 where
     T: Send + Sync + 'static,
     H: Fn(Token, Arc<T>) -> F + Send + Sync + 'static,
@@ -166,8 +188,17 @@ where
         let wrap = wrap.clone();
         let user = user.clone();
         let fence = work.fence.clone();
-        let attempt = Attempt { payload: work.payload.clone(), poison: work.poison.clone(), deaths: work.deaths };
-        let token = Token { fence: fence.clone(), msg_id: work.msg_id.clone(), node: wrap.node.clone(), attempt: ctx.attempt() };
+        let attempt = Attempt {
+            payload: work.payload.clone(),
+            poison: work.poison.clone(),
+            deaths: work.deaths,
+        };
+        let token = Token {
+            fence: fence.clone(),
+            msg_id: work.msg_id.clone(),
+            node: wrap.node.clone(),
+            attempt: ctx.attempt(),
+        };
         Box::pin(async move {
             let error = match wrap.attempt(&ctx, token, attempt, &*user).await {
                 Ok(_) => return Ok(()),

@@ -30,7 +30,9 @@ pub struct Args {
 type Hist = Arc<Mutex<hdrhistogram::Histogram<u64>>>;
 
 fn hist() -> Hist {
-    Arc::new(Mutex::new(hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("bounds are valid")))
+    Arc::new(Mutex::new(
+        hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("bounds are valid"),
+    ))
 }
 
 pub fn run(a: Args) -> Result<(), String> {
@@ -47,30 +49,57 @@ pub fn run(a: Args) -> Result<(), String> {
             url
         }
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     let _in_rt = rt.enter();
-    let client = rt.block_on(async_nats::connect(&url)).map_err(|e| e.to_string())?;
+    let client = rt
+        .block_on(async_nats::connect(&url))
+        .map_err(|e| e.to_string())?;
     let js = jetstream::new(client.clone());
-    let sync = if a.server.is_some() { "the given server's" } else { "a server of its own with the default" };
+    let sync = if a.server.is_some() {
+        "the given server's"
+    } else {
+        "a server of its own with the default"
+    };
     println!(
         "benchmark: {} no-op jobs per round, {} rounds, one node (2 workers, crash-loop counting off), {sync} sync interval",
         a.jobs, a.rounds
     );
-    println!("  {:<6} {:>14} {:>14} {:>8}", "round", "raw jobs/s", "bridged jobs/s", "ratio");
+    println!(
+        "  {:<6} {:>14} {:>14} {:>8}",
+        "round", "raw jobs/s", "bridged jobs/s", "ratio"
+    );
     let mut ratios = Vec::new();
     for round in 1..=a.rounds {
         let raw = rt.block_on(raw_round(&js, a.jobs, None))?;
         let bridged = bridged_round(&rt, &client, &url, a.jobs, None, round, a.partitions)?;
-        let (rr, br) = (f64::from(a.jobs) / raw.as_secs_f64(), f64::from(a.jobs) / bridged.as_secs_f64());
+        let (rr, br) = (
+            f64::from(a.jobs) / raw.as_secs_f64(),
+            f64::from(a.jobs) / bridged.as_secs_f64(),
+        );
         ratios.push(br / rr);
         println!("  {round:<6} {rr:>14.0} {br:>14.0} {:>8.2}", br / rr);
     }
     ratios.sort_by(f64::total_cmp);
-    println!("  median ratio bridged/raw: {:.2}", ratios[ratios.len() / 2]);
+    println!(
+        "  median ratio bridged/raw: {:.2}",
+        ratios[ratios.len() / 2]
+    );
     // Latency at a fixed offered rate: 2 000 jobs/s for 2 s.
     let (raw_h, bridged_h) = (hist(), hist());
     rt.block_on(raw_round(&js, 4_000, Some(raw_h.clone())))?;
-    bridged_round(&rt, &client, &url, 4_000, Some(bridged_h.clone()), 0, a.partitions)?;
+    bridged_round(
+        &rt,
+        &client,
+        &url,
+        4_000,
+        Some(bridged_h.clone()),
+        0,
+        a.partitions,
+    )?;
     for (name, h) in [("raw", raw_h), ("bridged", bridged_h)] {
         let h = h.lock().unwrap_or_else(|p| p.into_inner());
         println!(
@@ -84,7 +113,12 @@ pub fn run(a: Args) -> Result<(), String> {
 }
 
 fn tasks(n: u32, paced: bool) -> impl Iterator<Item = Task> {
-    (0..n).map(move |i| Task { key: i % 1000, seq: i / 1000, kind: Kind::Noop, sent_us: if paced { 0 } else { 1 } })
+    (0..n).map(move |i| Task {
+        key: i % 1000,
+        seq: i / 1000,
+        kind: Kind::Noop,
+        sent_us: if paced { 0 } else { 1 },
+    })
 }
 
 /// Publishes `n` tasks: all at once (pipelined) or paced at 2 000/s.
@@ -98,7 +132,8 @@ where
     for (i, mut t) in tasks(n, paced.is_some()).enumerate() {
         if paced.is_some() {
             // Keep sending what is pending while waiting for the next slot.
-            let due = tokio::time::sleep_until((start + Duration::from_micros(500 * i as u64)).into());
+            let due =
+                tokio::time::sleep_until((start + Duration::from_micros(500 * i as u64)).into());
             tokio::pin!(due);
             loop {
                 tokio::select! {
@@ -120,7 +155,11 @@ where
 }
 
 /// The ceiling: a raw pull consumer, fetch + ack, on a WorkQueue stream.
-async fn raw_round(js: &jetstream::Context, n: u32, latency: Option<Hist>) -> Result<Duration, String> {
+async fn raw_round(
+    js: &jetstream::Context,
+    n: u32,
+    latency: Option<Hist>,
+) -> Result<Duration, String> {
     let _ = js.delete_stream("BENCH_RAW").await;
     let stream = js
         .create_stream(stream::Config {
@@ -133,7 +172,11 @@ async fn raw_round(js: &jetstream::Context, n: u32, latency: Option<Hist>) -> Re
         .map_err(|e| e.to_string())?;
     let publish = |t: Task| async move {
         let body = serde_json::to_vec(&t).map_err(|e| e.to_string())?;
-        js.publish("bench.raw", body.into()).await.map_err(|e| e.to_string())?.await.map_err(|e| e.to_string())?;
+        js.publish("bench.raw", body.into())
+            .await
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(())
     };
     if latency.is_none() {
@@ -153,11 +196,15 @@ async fn raw_round(js: &jetstream::Context, n: u32, latency: Option<Hist>) -> Re
         let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
         let mut done = 0;
         while done < n {
-            let Some(m) = messages.next().await else { break };
+            let Some(m) = messages.next().await else {
+                break;
+            };
             let m = m.map_err(|e| e.to_string())?;
             if let Some(h) = &latency {
                 let t: Task = serde_json::from_slice(&m.payload).map_err(|e| e.to_string())?;
-                h.lock().unwrap_or_else(|p| p.into_inner()).saturating_record(scenario::now_us().saturating_sub(t.sent_us).max(1));
+                h.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .saturating_record(scenario::now_us().saturating_sub(t.sent_us).max(1));
             }
             m.ack().await.map_err(|e| e.to_string())?;
             done += 1;
@@ -178,7 +225,13 @@ async fn raw_round(js: &jetstream::Context, n: u32, latency: Option<Hist>) -> Re
 async fn wait_empty(js: &jetstream::Context, name: &str) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let info = js.get_stream(name).await.map_err(|e| e.to_string())?.get_info().await.map_err(|e| e.to_string())?;
+        let info = js
+            .get_stream(name)
+            .await
+            .map_err(|e| e.to_string())?
+            .get_info()
+            .await
+            .map_err(|e| e.to_string())?;
         if info.state.messages == 0 {
             return Ok(());
         }
@@ -200,24 +253,41 @@ fn bridged_round(
     partitions: u32,
 ) -> Result<Duration, String> {
     let ns = format!("bench{round}");
-    let cluster = Cluster { partitions, ..Cluster::namespaced(&ns) };
+    let cluster = Cluster {
+        partitions,
+        ..Cluster::namespaced(&ns)
+    };
     let js = jetstream::new(client.clone());
     rt.block_on(setup::remove(&js, &cluster));
-    let producer = rt.block_on(Producer::<Task>::new(client.clone(), cluster.clone())).map_err(|e| e.to_string())?;
+    let producer = rt
+        .block_on(Producer::<Task>::new(client.clone(), cluster.clone()))
+        .map_err(|e| e.to_string())?;
     let publish = |t: Task| {
         let producer = &producer;
-        async move { producer.publish(t.job()).await.map(|_| ()).map_err(|e| e.to_string()) }
+        async move {
+            producer
+                .publish(t.job())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
     };
     if latency.is_none() {
         rt.block_on(fill(n, None, publish))?;
     }
     let start = Instant::now();
-    let settings = NodeSettings { name: format!("bench-{round}"), crash_limit: None, ..NodeSettings::default() };
+    let settings = NodeSettings {
+        name: format!("bench-{round}"),
+        crash_limit: None,
+        ..NodeSettings::default()
+    };
     let h = latency.clone();
     let node = Node::builder::<Task>(url, cluster.clone(), settings)
         .start(move |_tok, t: Arc<Task>| {
             if let Some(h) = &h {
-                h.lock().unwrap_or_else(|p| p.into_inner()).saturating_record(scenario::now_us().saturating_sub(t.sent_us).max(1));
+                h.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .saturating_record(scenario::now_us().saturating_sub(t.sent_us).max(1));
             }
             async { Ok(()) }
         })
@@ -230,10 +300,17 @@ fn bridged_round(
     while node.stats().acked < u64::from(n) {
         if all_leases.is_none() && node.stats().acquired >= u64::from(cluster.partitions) {
             all_leases = Some(start.elapsed());
-            eprintln!("DEBUG all leases after {:?}, acked {}", start.elapsed(), node.stats().acked);
+            eprintln!(
+                "DEBUG all leases after {:?}, acked {}",
+                start.elapsed(),
+                node.stats().acked
+            );
         }
         if Instant::now() > deadline {
-            return Err(format!("bridged round: {} of {n} acked after 300 s", node.stats().acked));
+            return Err(format!(
+                "bridged round: {} of {n} acked after 300 s",
+                node.stats().acked
+            ));
         }
         std::thread::sleep(Duration::from_millis(2));
     }

@@ -45,28 +45,52 @@ pub fn run(a: Args) -> Result<(), String> {
         Some(u) => u.clone(),
         None => {
             let s = Server::start(dir.path())?;
-            println!("started nats-server on {} (store {})", s.url(), s.store.display());
+            println!(
+                "started nats-server on {} (store {})",
+                s.url(),
+                s.store.display()
+            );
             let url = s.url();
             _own = s;
             url
         }
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     let _in_rt = rt.enter();
-    let cluster = Cluster { lease_ttl: Duration::from_millis(LEASE_TTL_MS), ..Cluster::namespaced(NS) };
-    let client = rt.block_on(async_nats::connect(&url)).map_err(|e| e.to_string())?;
+    let cluster = Cluster {
+        lease_ttl: Duration::from_millis(LEASE_TTL_MS),
+        ..Cluster::namespaced(NS)
+    };
+    let client = rt
+        .block_on(async_nats::connect(&url))
+        .map_err(|e| e.to_string())?;
     let js = async_nats::jetstream::new(client.clone());
     rt.block_on(async {
         setup::remove(&js, &cluster).await;
         let _ = js.delete_stream(scenario::log_names(NS).0).await;
     });
-    let producer = Arc::new(rt.block_on(Producer::<Task>::new(client.clone(), cluster.clone())).map_err(|e| e.to_string())?);
+    let producer = Arc::new(
+        rt.block_on(Producer::<Task>::new(client.clone(), cluster.clone()))
+            .map_err(|e| e.to_string())?,
+    );
     let binary = std::env::current_exe().map_err(|e| e.to_string())?;
     let spawner = Spawner {
         binary,
         args: [
-            "--server", &url, "--namespace", NS, "--lease-ttl-ms", &LEASE_TTL_MS.to_string(),
-            "--max-run-ms", &MAX_RUN_MS.to_string(), "--ack-wait-ms", "10000",
+            "--server",
+            &url,
+            "--namespace",
+            NS,
+            "--lease-ttl-ms",
+            &LEASE_TTL_MS.to_string(),
+            "--max-run-ms",
+            &MAX_RUN_MS.to_string(),
+            "--ack-wait-ms",
+            "10000",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -76,7 +100,12 @@ pub fn run(a: Args) -> Result<(), String> {
     for i in 0..a.nodes.max(1) {
         procs.push(spawner.spawn(&format!("node-{i}"))?);
     }
-    println!("{} node processes running; publishing {} sign-up jobs over {} users", procs.len(), a.jobs, a.keys);
+    println!(
+        "{} node processes running; publishing {} sign-up jobs over {} users",
+        procs.len(),
+        a.jobs,
+        a.keys
+    );
     // 3% transient, 0.2% poison; 1% of jobs published twice.
     let load = scenario::load(a.jobs, a.keys, 30_000, 2_000, 0x5eed);
     let published = AtomicU64::new(0);
@@ -93,7 +122,11 @@ pub fn run(a: Args) -> Result<(), String> {
                     t.sent_us = scenario::now_us();
                     let again = i % 100 == 7;
                     let first = publish(&producer, t.clone()).await;
-                    let second = if again { Some(publish(&producer, t).await) } else { None };
+                    let second = if again {
+                        Some(publish(&producer, t).await)
+                    } else {
+                        None
+                    };
                     (first, second)
                 }
             })
@@ -122,12 +155,22 @@ pub fn run(a: Args) -> Result<(), String> {
     // Wait until every job is acked or dead: the WorkQueue stream is empty.
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let left = rt.block_on(async { js.get_stream(&cluster.stream).await.ok()?.get_info().await.ok().map(|i| i.state.messages) });
+        let left = rt.block_on(async {
+            js.get_stream(&cluster.stream)
+                .await
+                .ok()?
+                .get_info()
+                .await
+                .ok()
+                .map(|i| i.state.messages)
+        });
         if left == Some(0) {
             break;
         }
         if Instant::now() > deadline {
-            return Err(format!("jobs still in the stream after 10 minutes: {left:?}"));
+            return Err(format!(
+                "jobs still in the stream after 10 minutes: {left:?}"
+            ));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -140,19 +183,39 @@ pub fn run(a: Args) -> Result<(), String> {
             reports.push(r);
         }
     }
-    let (results, dead) = rt.block_on(async { (audit::results(&js, NS).await, audit::dead(&js, &cluster).await) });
+    let (results, dead) = rt.block_on(async {
+        (
+            audit::results(&js, NS).await,
+            audit::dead(&js, &cluster).await,
+        )
+    });
     let (results, dead) = (results?, dead?);
-    let report = audit::check(&load, &results, &dead, &acquisitions, Duration::from_millis(MAX_RUN_MS));
+    let report = audit::check(
+        &load,
+        &results,
+        &dead,
+        &acquisitions,
+        Duration::from_millis(MAX_RUN_MS),
+    );
     let poison = load.iter().filter(|t| t.kind == Kind::Poison).count();
     println!();
     println!("accounting (from the server's results log and DLQ stream)");
     println!("  published          {}", published.load(Ordering::Relaxed));
-    println!("  duplicates         {} (republished with the same Msg-Id, answered duplicate)", duplicates.load(Ordering::Relaxed));
+    println!(
+        "  duplicates         {} (republished with the same Msg-Id, answered duplicate)",
+        duplicates.load(Ordering::Relaxed)
+    );
     println!("  completed          {}", report.completed);
-    println!("  dead               {} (poison in the load: {poison})", report.dead);
+    println!(
+        "  dead               {} (poison in the load: {poison})",
+        report.dead
+    );
     println!("  re-runs            {}", report.reruns);
     println!("  lost               {}", report.lost.len());
-    println!("  order violations   {}", report.order_violations.len() + report.generation_order_violations.len());
+    println!(
+        "  order violations   {}",
+        report.order_violations.len() + report.generation_order_violations.len()
+    );
     println!("  fence violations   {}", report.fence_violations.len());
     println!("  wrongly dead       {}", report.wrongly_dead.len());
     println!(
@@ -162,7 +225,9 @@ pub fn run(a: Args) -> Result<(), String> {
         elapsed.as_secs_f64()
     );
     let [p50, p90, p99, max] = report.latency_ms;
-    println!("  publish → result   p50 {p50:.1} ms  p90 {p90:.1} ms  p99 {p99:.1} ms  max {max:.1} ms");
+    println!(
+        "  publish → result   p50 {p50:.1} ms  p90 {p90:.1} ms  p99 {p99:.1} ms  max {max:.1} ms"
+    );
     for r in &reports {
         println!(
             "  {:<8} acked {:>6}  dead {:>3}  fenced {:>4}  leases {:>3} acquired, {:>3} released, {:>2} lost",
@@ -174,7 +239,12 @@ pub fn run(a: Args) -> Result<(), String> {
     }
     if !a.no_bench {
         println!();
-        crate::bench::run(crate::bench::Args { server: None, jobs: a.bench_jobs, rounds: 3, partitions: 64 })?;
+        crate::bench::run(crate::bench::Args {
+            server: None,
+            jobs: a.bench_jobs,
+            rounds: 3,
+            partitions: 64,
+        })?;
     }
     Ok(())
 }

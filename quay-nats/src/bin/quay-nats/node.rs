@@ -73,7 +73,11 @@ fn emit(e: &Event) {
 }
 
 pub fn run(a: Args) -> Result<(), String> {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     let log = rt.block_on(async {
         let client = async_nats::ConnectOptions::new()
             .retry_on_initial_connect()
@@ -88,7 +92,11 @@ pub fn run(a: Args) -> Result<(), String> {
     let handle = rt.handle().clone();
     let node = Node::builder::<scenario::Task>(a.server.clone(), a.cluster(), a.settings())
         .on_acquire(move |p, g| {
-            emit(&Event::Acquired { p, g, at_ns: scenario::now_us() as i64 * 1000 });
+            emit(&Event::Acquired {
+                p,
+                g,
+                at_ns: scenario::now_us() as i64 * 1000,
+            });
             // Claim the results log for this generation at once, so a stale
             // owner's late write is refused from the start.
             let log = claim_log.clone();
@@ -96,7 +104,9 @@ pub fn run(a: Args) -> Result<(), String> {
         })
         .start(scenario::handler(log))
         .map_err(|e| e.to_string())?;
-    emit(&Event::Ready { node: a.name.clone() });
+    emit(&Event::Ready {
+        node: a.name.clone(),
+    });
     // Until stdin closes.
     let mut sink = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut sink);
