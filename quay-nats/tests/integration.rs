@@ -311,3 +311,41 @@ fn the_fenced_log_refuses_an_older_generation() {
     rt.block_on(late.append(4, 10, None, body()))
         .expect("partition 4 is unclaimed");
 }
+
+#[test]
+fn jobs_waiting_behind_their_key_get_progress_not_redelivery() {
+    let (server, _dir) = server();
+    let rt = runtime();
+    let _in_rt = rt.enter();
+    let client = rt.block_on(async_nats::connect(server.url())).expect("connect");
+    let slow = quay_nats::Cluster { lease_ttl: Duration::from_secs(15), ..cluster() };
+    let producer = rt.block_on(Producer::<Task>::new(client, slow.clone())).expect("producer");
+    for seq in 0..3 {
+        rt.block_on(producer.publish(job(Task { key: 9, seq, fail: 0 }))).expect("publish");
+    }
+    // Each job runs 2 s, so the third waits 4 s behind its key: past a
+    // 3 s AckWait, which only `+WPI` (sent every second) keeps from
+    // running out.
+    let settings = quay_nats::NodeSettings {
+        max_run_time: Duration::from_secs(3),
+        ack_wait: Duration::from_secs(3),
+        ..node_settings("n1")
+    };
+    let runs: Runs = Arc::default();
+    let seen = runs.clone();
+    let node = Node::builder::<Task>(server.url(), slow, settings)
+        .start(move |tok, t: Arc<Task>| {
+            let seen = seen.clone();
+            async move {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                seen.lock().unwrap().push((t.key, t.seq, tok.attempt()));
+                Ok(())
+            }
+        })
+        .expect("node starts");
+    wait_for("three acks", Duration::from_secs(60), || node.stats().acked == 3);
+    let stats = node.shutdown().stats;
+    assert!(stats.progress > 0, "no +WPI was sent");
+    assert_eq!(stats.swapped, 0, "a waiting job was redelivered");
+    assert_eq!(*runs.lock().unwrap(), vec![(9, 0, 1), (9, 1, 1), (9, 2, 1)]);
+}
