@@ -80,16 +80,11 @@ pub fn now_us() -> u64 {
         .unwrap_or(0)
 }
 
+/// A run of the workload's handler.
+pub type Run = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), JobError>>>>;
+
 /// The workload's handler over `log`.
-pub fn handler(
-    log: Arc<FencedLog>,
-) -> impl Fn(
-    Token,
-    Arc<Task>,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), JobError>>>>
-       + Send
-       + Sync
-       + 'static {
+pub fn handler(log: Arc<FencedLog>) -> impl Fn(Token, Arc<Task>) -> Run + Send + Sync + 'static {
     move |token: Token, task: Arc<Task>| {
         let log = log.clone();
         Box::pin(async move {

@@ -317,11 +317,23 @@ fn jobs_waiting_behind_their_key_get_progress_not_redelivery() {
     let (server, _dir) = server();
     let rt = runtime();
     let _in_rt = rt.enter();
-    let client = rt.block_on(async_nats::connect(server.url())).expect("connect");
-    let slow = quay_nats::Cluster { lease_ttl: Duration::from_secs(15), ..cluster() };
-    let producer = rt.block_on(Producer::<Task>::new(client, slow.clone())).expect("producer");
+    let client = rt
+        .block_on(async_nats::connect(server.url()))
+        .expect("connect");
+    let slow = quay_nats::Cluster {
+        lease_ttl: Duration::from_secs(15),
+        ..cluster()
+    };
+    let producer = rt
+        .block_on(Producer::<Task>::new(client, slow.clone()))
+        .expect("producer");
     for seq in 0..3 {
-        rt.block_on(producer.publish(job(Task { key: 9, seq, fail: 0 }))).expect("publish");
+        rt.block_on(producer.publish(job(Task {
+            key: 9,
+            seq,
+            fail: 0,
+        })))
+        .expect("publish");
     }
     // Each job runs 2 s, so the third waits 4 s behind its key: past a
     // 3 s AckWait, which only `+WPI` (sent every second) keeps from
@@ -343,7 +355,9 @@ fn jobs_waiting_behind_their_key_get_progress_not_redelivery() {
             }
         })
         .expect("node starts");
-    wait_for("three acks", Duration::from_secs(60), || node.stats().acked == 3);
+    wait_for("three acks", Duration::from_secs(60), || {
+        node.stats().acked == 3
+    });
     let stats = node.shutdown().stats;
     assert!(stats.progress > 0, "no +WPI was sent");
     assert_eq!(stats.swapped, 0, "a waiting job was redelivered");

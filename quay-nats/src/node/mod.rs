@@ -3,16 +3,16 @@
 //!
 //! | file | owns |
 //! |---|---|
-//! | [`control`] | the control loop: heartbeats, assignment, lease life cycle |
+//! | `control` | the control loop: heartbeats, assignment, lease life cycle |
 //! | [`lease`] | lease acquire, renew, release in the KV bucket |
 //! | [`members`] | membership and the assignment function |
-//! | [`partition`] | takeover and the fetch loop of one generation |
-//! | [`work`] | the job the engine runs, the handler wrapper, [`Token`] |
+//! | `partition` | takeover and the fetch loop of one generation |
+//! | `work` | the job the engine runs, the handler wrapper, [`Token`] |
 //! | [`fence`] | one generation's lease validity |
-//! | [`inflight`] | the in-flight table and terminal memory |
-//! | [`acker`] | acks, DLQ publishes, `+WPI` |
-//! | [`crash`] | crash-loop markers |
-//! | [`dead`] | dead letters, written inside the last attempt |
+//! | `inflight` | the in-flight table and terminal memory |
+//! | `acker` | acks, DLQ publishes, `+WPI` |
+//! | `crash` | crash-loop markers |
+//! | `dead` | dead letters, written inside the last attempt |
 //! | [`stats`] | counters |
 
 mod acker;

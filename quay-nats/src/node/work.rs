@@ -170,15 +170,15 @@ struct Attempt<T> {
     deaths: Option<u32>,
 }
 
+/// One attempt in progress, as the engine polls it.
+pub(crate) type Attempting = std::pin::Pin<Box<dyn Future<Output = Result<(), JobError>>>>;
+
 /// The engine's handler: the user's, behind the fence, the crash marker
 /// and `max_run_time`; a job's last failure writes its dead letter.
 pub(crate) fn wrap<T, H, F>(
     wrap: Arc<Wrap>,
     user: Arc<H>,
-) -> impl Fn(JobContext, &Work<T>) -> std::pin::Pin<Box<dyn Future<Output = Result<(), JobError>>>>
-       + Send
-       + Sync
-       + 'static
+) -> impl Fn(JobContext, &Work<T>) -> Attempting + Send + Sync + 'static
 where
     T: Send + Sync + 'static,
     H: Fn(Token, Arc<T>) -> F + Send + Sync + 'static,
