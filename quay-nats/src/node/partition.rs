@@ -173,6 +173,12 @@ async fn takeover<T: Send + Sync + 'static>(
                 ack_wait: shared.settings.ack_wait,
                 max_ack_pending,
                 max_deliver: -1,
+                // The state lives in memory: the server writes no state
+                // file per consumer per ack. A server restart loses it, and
+                // the consumer starts again at the first un-acked job of a
+                // WorkQueue stream, which is this bridge's replay anyway
+                // (the lost deliveries end the generation).
+                memory_storage: true,
                 ..Default::default()
             },
         )

@@ -296,16 +296,7 @@ fn bridged_round(
         rt.block_on(fill(n, latency.clone(), publish))?;
     }
     let deadline = Instant::now() + Duration::from_secs(300);
-    let mut all_leases = None;
     while node.stats().acked < u64::from(n) {
-        if all_leases.is_none() && node.stats().acquired >= u64::from(cluster.partitions) {
-            all_leases = Some(start.elapsed());
-            eprintln!(
-                "DEBUG all leases after {:?}, acked {}",
-                start.elapsed(),
-                node.stats().acked
-            );
-        }
         if Instant::now() > deadline {
             return Err(format!(
                 "bridged round: {} of {n} acked after 300 s",
