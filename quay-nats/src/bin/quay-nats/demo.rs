@@ -18,8 +18,11 @@ pub struct Args {
     #[arg(long)]
     pub server: Option<String>,
     /// Jobs to publish.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 8_000)]
     pub jobs: u32,
+    /// Jobs published per second (0: as fast as the server confirms).
+    #[arg(long, default_value_t = 400)]
+    pub rate: u32,
     /// Keys (users).
     #[arg(long, default_value_t = 1_000)]
     pub keys: u32,
@@ -101,10 +104,12 @@ pub fn run(a: Args) -> Result<(), String> {
         procs.push(spawner.spawn(&format!("node-{i}"))?);
     }
     println!(
-        "{} node processes running; publishing {} sign-up jobs over {} users",
+        "{} node processes running; publishing {} sign-up jobs over {} users at {} jobs/s \
+         (3% fail once, 0.2% poison, 1% published twice)",
         procs.len(),
         a.jobs,
-        a.keys
+        a.keys,
+        a.rate
     );
     // 3% transient, 0.2% poison; 1% of jobs published twice.
     let load = scenario::load(a.jobs, a.keys, 30_000, 2_000, 0x5eed);
@@ -114,11 +119,18 @@ pub fn run(a: Args) -> Result<(), String> {
     let kill_at = u64::from(a.jobs) * 3 / 10;
     let victim = procs.len() / 2;
     let mut killed_at = None;
+    let mut restart = None;
+    let mut killed = Vec::new();
     rt.block_on(async {
         let mut sends = futures::stream::iter(load.iter().cloned().enumerate())
             .map(|(i, mut t)| {
                 let producer = producer.clone();
+                let due = (a.rate > 0)
+                    .then(|| start + Duration::from_secs_f64(i as f64 / f64::from(a.rate)));
                 async move {
+                    if let Some(due) = due {
+                        tokio::time::sleep_until(due.into()).await;
+                    }
                     t.sent_us = scenario::now_us();
                     let again = i % 100 == 7;
                     let first = publish(&producer, t.clone()).await;
@@ -142,15 +154,23 @@ pub fn run(a: Args) -> Result<(), String> {
                 procs[victim].kill9();
                 killed_at = Some(Instant::now());
                 println!("kill -9 {} after {} publishes", procs[victim].name, kill_at);
+                let (spawner, name) = (spawner.clone(), procs[victim].name.clone());
+                restart = Some(std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(1500));
+                    let fresh = spawner.spawn(&name);
+                    println!("restarted {name} 1.5 s later");
+                    fresh
+                }));
             }
         }
         Ok::<_, String>(())
     })?;
-    if killed_at.is_some() {
-        std::thread::sleep(Duration::from_millis(1500));
-        let name = procs[victim].name.clone();
-        procs[victim] = spawner.spawn(&name)?;
-        println!("restarted {name}");
+    if let Some(restart) = restart {
+        let fresh = restart
+            .join()
+            .map_err(|_| "the restart thread panicked".to_string())??;
+        let old = std::mem::replace(&mut procs[victim], fresh);
+        killed.push(old);
     }
     // Wait until every job is acked or dead: the WorkQueue stream is empty.
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -177,6 +197,9 @@ pub fn run(a: Args) -> Result<(), String> {
     let elapsed = start.elapsed();
     let mut acquisitions = Vec::new();
     let mut reports = Vec::new();
+    for p in &killed {
+        acquisitions.extend(p.acquisitions());
+    }
     for p in &mut procs {
         acquisitions.extend(p.acquisitions());
         if let Some(r) = p.finish(Duration::from_secs(30)) {
