@@ -78,6 +78,29 @@ pub async fn read_all<T: serde::de::DeserializeOwned>(
     Ok(out)
 }
 
+/// Waits until `stream` holds no message (on a WorkQueue stream: every job
+/// acked or terminated), polling every 20 ms; an error after `limit`.
+pub async fn wait_drained(
+    js: &jetstream::Context,
+    stream: &str,
+    limit: Duration,
+) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let left = match js.get_stream(stream).await {
+            Ok(s) => s.get_info().await.ok().map(|i| i.state.messages),
+            Err(_) => None,
+        };
+        if left == Some(0) {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("{stream}: {left:?} messages left after {limit:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Reads the results log of namespace `ns`.
 pub async fn results(js: &jetstream::Context, ns: &str) -> Result<Vec<Stored<Record>>, String> {
     let (stream, prefix) = log_names(ns);

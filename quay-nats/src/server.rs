@@ -108,6 +108,22 @@ impl Server {
         self.wait_healthy(Duration::from_secs(30))
     }
 
+    /// `url` if one is given, else a server of its own started under `dir`
+    /// (see [`Server::start_with`]); the URL, and the server to keep alive.
+    pub fn given_or_own(
+        url: Option<&str>,
+        dir: &Path,
+        sync_always: bool,
+    ) -> Result<(String, Option<Server>), String> {
+        match url {
+            Some(u) => Ok((u.to_string(), None)),
+            None => {
+                let s = Server::start_with(dir, sync_always)?;
+                Ok((s.url(), Some(s)))
+            }
+        }
+    }
+
     /// The client URL.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)

@@ -204,25 +204,9 @@ fn three_nodes_survive_kills_a_stop_and_a_server_restart() {
         std::thread::sleep(Duration::from_millis(50));
     }
     publisher.join().expect("publisher");
-    loop {
-        let left = rt.block_on(async {
-            js.get_stream(&cluster.stream)
-                .await
-                .ok()?
-                .get_info()
-                .await
-                .ok()
-                .map(|i| i.state.messages)
-        });
-        if left == Some(0) {
-            break;
-        }
-        assert!(
-            began.elapsed() < LIMIT,
-            "{left:?} jobs still in the stream after {LIMIT:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let left = LIMIT.saturating_sub(began.elapsed());
+    rt.block_on(audit::wait_drained(&js, &cluster.stream, left))
+        .unwrap_or_else(|e| panic!("{e}"));
     let mut acquisitions = Vec::new();
     let mut reports = Vec::new();
     for slot in nodes.lock().unwrap().iter_mut() {

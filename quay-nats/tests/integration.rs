@@ -44,6 +44,38 @@ fn start_node(url: &str, name: &str, runs: Runs) -> Node {
         .expect("node starts")
 }
 
+/// What most tests start from: a real server, a runtime (which the test
+/// enters), a client, and a producer over `cluster`.
+struct Env {
+    server: quay_nats::server::Server,
+    _dir: tempfile::TempDir,
+    rt: tokio::runtime::Runtime,
+    client: async_nats::Client,
+    producer: Producer<Task>,
+}
+
+fn env(cluster: quay_nats::Cluster) -> Env {
+    let (server, dir) = server();
+    let rt = runtime();
+    let (client, producer) = {
+        let _in_rt = rt.enter();
+        let client = rt
+            .block_on(async_nats::connect(server.url()))
+            .expect("connect");
+        let producer = rt
+            .block_on(Producer::<Task>::new(client.clone(), cluster))
+            .expect("producer");
+        (client, producer)
+    };
+    Env {
+        server,
+        _dir: dir,
+        rt,
+        client,
+        producer,
+    }
+}
+
 async fn stream_messages(js: &jetstream::Context, name: &str) -> u64 {
     js.get_stream(name)
         .await
@@ -57,15 +89,9 @@ async fn stream_messages(js: &jetstream::Context, name: &str) -> u64 {
 
 #[test]
 fn publish_run_ack_in_key_order_and_duplicates_are_reported() {
-    let (server, _dir) = server();
-    let rt = runtime();
+    let e = env(cluster());
+    let (server, rt, client, producer) = (&e.server, &e.rt, e.client.clone(), &e.producer);
     let _in_rt = rt.enter();
-    let client = rt
-        .block_on(async_nats::connect(server.url()))
-        .expect("connect");
-    let producer = rt
-        .block_on(Producer::<Task>::new(client.clone(), cluster()))
-        .expect("producer");
     for seq in 0..25 {
         for key in 0..8 {
             let answer = rt
@@ -108,15 +134,9 @@ fn publish_run_ack_in_key_order_and_duplicates_are_reported() {
 
 #[test]
 fn poison_reaches_the_dlq_once_and_a_transient_failure_retries() {
-    let (server, _dir) = server();
-    let rt = runtime();
+    let e = env(cluster());
+    let (server, rt, client, producer) = (&e.server, &e.rt, e.client.clone(), &e.producer);
     let _in_rt = rt.enter();
-    let client = rt
-        .block_on(async_nats::connect(server.url()))
-        .expect("connect");
-    let producer = rt
-        .block_on(Producer::<Task>::new(client.clone(), cluster()))
-        .expect("producer");
     rt.block_on(producer.publish(job(Task {
         key: 1,
         seq: 0,
@@ -169,19 +189,13 @@ fn poison_reaches_the_dlq_once_and_a_transient_failure_retries() {
 
 #[test]
 fn a_full_stream_hands_the_job_back() {
-    let (server, _dir) = server();
-    let rt = runtime();
-    let _in_rt = rt.enter();
-    let client = rt
-        .block_on(async_nats::connect(server.url()))
-        .expect("connect");
     let small = quay_nats::Cluster {
         max_messages: 3,
         ..cluster()
     };
-    let producer = rt
-        .block_on(Producer::<Task>::new(client, small))
-        .expect("producer");
+    let e = env(small);
+    let (rt, producer) = (&e.rt, &e.producer);
+    let _in_rt = rt.enter();
     for seq in 0..3 {
         rt.block_on(producer.publish(job(Task {
             key: 2,
@@ -211,15 +225,9 @@ fn discard_old_is_refused() {
 
 #[test]
 fn a_takeover_replays_the_unacked_tail_in_order() {
-    let (server, _dir) = server();
-    let rt = runtime();
+    let e = env(cluster());
+    let (server, rt, client, producer) = (&e.server, &e.rt, e.client.clone(), &e.producer);
     let _in_rt = rt.enter();
-    let client = rt
-        .block_on(async_nats::connect(server.url()))
-        .expect("connect");
-    let producer = rt
-        .block_on(Producer::<Task>::new(client.clone(), cluster()))
-        .expect("producer");
     for seq in 0..10 {
         rt.block_on(producer.publish(job(Task {
             key: 5,
@@ -270,13 +278,10 @@ fn a_takeover_replays_the_unacked_tail_in_order() {
 
 #[test]
 fn the_fenced_log_refuses_an_older_generation() {
-    let (server, _dir) = server();
-    let rt = runtime();
+    let e = env(cluster());
+    let (server, rt) = (&e.server, &e.rt);
     let _in_rt = rt.enter();
-    let client = rt
-        .block_on(async_nats::connect(server.url()))
-        .expect("connect");
-    let js = jetstream::new(client);
+    let js = jetstream::new(e.client.clone());
     let old = rt
         .block_on(quay_nats::FencedLog::open(js.clone(), "LOG", "log"))
         .expect("log");
@@ -314,19 +319,13 @@ fn the_fenced_log_refuses_an_older_generation() {
 
 #[test]
 fn jobs_waiting_behind_their_key_get_progress_not_redelivery() {
-    let (server, _dir) = server();
-    let rt = runtime();
-    let _in_rt = rt.enter();
-    let client = rt
-        .block_on(async_nats::connect(server.url()))
-        .expect("connect");
     let slow = quay_nats::Cluster {
         lease_ttl: Duration::from_secs(15),
         ..cluster()
     };
-    let producer = rt
-        .block_on(Producer::<Task>::new(client, slow.clone()))
-        .expect("producer");
+    let e = env(slow.clone());
+    let (server, rt, producer) = (&e.server, &e.rt, &e.producer);
+    let _in_rt = rt.enter();
     for seq in 0..3 {
         rt.block_on(producer.publish(job(Task {
             key: 9,

@@ -96,10 +96,9 @@ pub struct Node {
 pub struct NodeReport {
     /// The node's name.
     pub node: String,
-    /// Its counters.
+    /// Its counters; `returned` includes the jobs the local engine still
+    /// held at its shutdown deadline (left un-acked for the next owner).
     pub stats: NodeStats,
-    /// Jobs the local engine still held at its deadline (left un-acked).
-    pub engine_returned: u64,
 }
 
 impl Node {
@@ -146,7 +145,6 @@ impl Node {
         NodeReport {
             node: self.name.clone(),
             stats: self.stats.snapshot(),
-            engine_returned: 0,
         }
     }
 }

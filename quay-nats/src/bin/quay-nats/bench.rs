@@ -37,18 +37,10 @@ fn hist() -> Hist {
 
 pub fn run(a: Args) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let _own;
-    let url = match &a.server {
-        Some(u) => u.clone(),
-        None => {
-            // The default sync interval: with `sync_interval: always` every
-            // write waits for an fsync and both sides are bound by the disk.
-            let s = Server::start_with(dir.path(), false)?;
-            let url = s.url();
-            _own = s;
-            url
-        }
-    };
+    // Without a server given, one of its own with the default sync
+    // interval: with `sync_interval: always` every write waits for an fsync
+    // and both sides are bound by the disk.
+    let (url, _own) = Server::given_or_own(a.server.as_deref(), dir.path(), false)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -223,23 +215,7 @@ async fn raw_round(
 }
 
 async fn wait_empty(js: &jetstream::Context, name: &str) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let info = js
-            .get_stream(name)
-            .await
-            .map_err(|e| e.to_string())?
-            .get_info()
-            .await
-            .map_err(|e| e.to_string())?;
-        if info.state.messages == 0 {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(format!("{name} not empty after 300 s"));
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    quay_nats::audit::wait_drained(js, name, Duration::from_secs(300)).await
 }
 
 /// One node, no-op handler, crash-loop counting off.

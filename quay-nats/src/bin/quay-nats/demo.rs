@@ -43,21 +43,14 @@ const MAX_RUN_MS: u64 = 1_000;
 
 pub fn run(a: Args) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let _own;
-    let url = match &a.server {
-        Some(u) => u.clone(),
-        None => {
-            let s = Server::start(dir.path())?;
-            println!(
-                "started nats-server on {} (store {})",
-                s.url(),
-                s.store.display()
-            );
-            let url = s.url();
-            _own = s;
-            url
-        }
-    };
+    let (url, _own) = Server::given_or_own(a.server.as_deref(), dir.path(), true)?;
+    if let Some(s) = &_own {
+        println!(
+            "started nats-server on {} (store {})",
+            s.url(),
+            s.store.display()
+        );
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -173,27 +166,11 @@ pub fn run(a: Args) -> Result<(), String> {
         killed.push(old);
     }
     // Wait until every job is acked or dead: the WorkQueue stream is empty.
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let left = rt.block_on(async {
-            js.get_stream(&cluster.stream)
-                .await
-                .ok()?
-                .get_info()
-                .await
-                .ok()
-                .map(|i| i.state.messages)
-        });
-        if left == Some(0) {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "jobs still in the stream after 10 minutes: {left:?}"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    rt.block_on(audit::wait_drained(
+        &js,
+        &cluster.stream,
+        Duration::from_secs(600),
+    ))?;
     let elapsed = start.elapsed();
     let mut acquisitions = Vec::new();
     let mut reports = Vec::new();
