@@ -57,6 +57,30 @@ pub struct Proc {
 }
 
 impl Spawner {
+    /// Node processes of `binary` against `url`, in namespace `ns`, with
+    /// these lease and run-time settings, and `extra` arguments after them.
+    pub fn new(
+        binary: PathBuf,
+        url: &str,
+        ns: &str,
+        lease_ttl: Duration,
+        max_run: Duration,
+        extra: &[&str],
+    ) -> Spawner {
+        let mut args: Vec<String> = vec![
+            "--server".into(),
+            url.into(),
+            "--namespace".into(),
+            ns.into(),
+            "--lease-ttl-ms".into(),
+            lease_ttl.as_millis().to_string(),
+            "--max-run-ms".into(),
+            max_run.as_millis().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Spawner { binary, args }
+    }
+
     /// Starts node `name` and waits (up to 60 s) for its `ready` line.
     pub fn spawn(&self, name: &str) -> Result<Proc, String> {
         let mut child = Command::new(&self.binary)

@@ -70,26 +70,14 @@ fn three_nodes_survive_kills_a_stop_and_a_server_restart() {
         lease_ttl: Duration::from_millis(LEASE_TTL_MS),
         ..Cluster::namespaced(NS)
     };
-    let spawner = Spawner {
-        binary: env!("CARGO_BIN_EXE_quay-nats").into(),
-        args: [
-            "--server",
-            &url,
-            "--namespace",
-            NS,
-            "--lease-ttl-ms",
-            &LEASE_TTL_MS.to_string(),
-            "--max-run-ms",
-            &MAX_RUN_MS.to_string(),
-            "--ack-wait-ms",
-            "5000",
-            "--max-attempts",
-            "10",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
-    };
+    let spawner = Spawner::new(
+        env!("CARGO_BIN_EXE_quay-nats").into(),
+        &url,
+        NS,
+        Duration::from_millis(LEASE_TTL_MS),
+        Duration::from_millis(MAX_RUN_MS),
+        &["--ack-wait-ms", "5000", "--max-attempts", "10"],
+    );
     let rt = common::runtime();
     let _in_rt = rt.enter();
     let client = rt.block_on(async_nats::connect(&url)).expect("connect");

@@ -41,11 +41,7 @@ pub fn run(a: Args) -> Result<(), String> {
     // interval: with `sync_interval: always` every write waits for an fsync
     // and both sides are bound by the disk.
     let (url, _own) = Server::given_or_own(a.server.as_deref(), dir.path(), false)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let rt = crate::runtime()?;
     let _in_rt = rt.enter();
     let client = rt
         .block_on(async_nats::connect(&url))

@@ -51,11 +51,7 @@ pub fn run(a: Args) -> Result<(), String> {
             s.store.display()
         );
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let rt = crate::runtime()?;
     let _in_rt = rt.enter();
     let cluster = Cluster {
         lease_ttl: Duration::from_millis(LEASE_TTL_MS),
@@ -74,24 +70,14 @@ pub fn run(a: Args) -> Result<(), String> {
             .map_err(|e| e.to_string())?,
     );
     let binary = std::env::current_exe().map_err(|e| e.to_string())?;
-    let spawner = Spawner {
+    let spawner = Spawner::new(
         binary,
-        args: [
-            "--server",
-            &url,
-            "--namespace",
-            NS,
-            "--lease-ttl-ms",
-            &LEASE_TTL_MS.to_string(),
-            "--max-run-ms",
-            &MAX_RUN_MS.to_string(),
-            "--ack-wait-ms",
-            "10000",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
-    };
+        &url,
+        NS,
+        Duration::from_millis(LEASE_TTL_MS),
+        Duration::from_millis(MAX_RUN_MS),
+        &["--ack-wait-ms", "10000"],
+    );
     let mut procs = Vec::new();
     for i in 0..a.nodes.max(1) {
         procs.push(spawner.spawn(&format!("node-{i}"))?);

@@ -30,6 +30,16 @@ enum Command {
     Bench(bench::Args),
 }
 
+/// The command line's own runtime (publishers, audits, the node's results
+/// log): one worker thread; each node's bridge has its own.
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+}
+
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {

@@ -73,11 +73,7 @@ fn emit(e: &Event) {
 }
 
 pub fn run(a: Args) -> Result<(), String> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let rt = crate::runtime()?;
     let log = rt.block_on(async {
         let client = async_nats::ConnectOptions::new()
             .retry_on_initial_connect()
