@@ -86,9 +86,14 @@ impl<T, C: Codec<T>> Producer<T, C> {
     }
 
     async fn publish_now(&self, job: Job<T>) -> Result<Submitted, PublishError<T>> {
-        let body = match self.codec.encode(job.payload()) {
-            Ok(b) => b,
-            Err(e) => return Err(PublishError::Encode(job, e)),
+        // The codec is the user's: a panic in it is an encode error.
+        let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.codec.encode(job.payload())
+        }));
+        let body = match encoded {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => return Err(PublishError::Encode(job, e)),
+            Err(_) => return Err(PublishError::Encode(job, "the codec panicked".into())),
         };
         let id = partition::msg_id(job.id());
         let p = partition::partition_of(job.key(), &id, self.cluster.partitions);

@@ -362,3 +362,49 @@ fn jobs_waiting_behind_their_key_get_progress_not_redelivery() {
     assert_eq!(stats.swapped, 0, "a waiting job was redelivered");
     assert_eq!(*runs.lock().unwrap(), vec![(9, 0, 1), (9, 1, 1), (9, 2, 1)]);
 }
+
+#[test]
+fn a_handler_that_panics_every_time_ends_in_the_dlq_not_acked_away() {
+    let e = env(cluster());
+    let (server, rt, client, producer) = (&e.server, &e.rt, e.client.clone(), &e.producer);
+    let _in_rt = rt.enter();
+    for seq in 0..2 {
+        rt.block_on(producer.publish(job(Task {
+            key: 4,
+            seq,
+            fail: 0,
+        })))
+        .expect("publish");
+    }
+    let node = Node::builder::<Task>(server.url(), cluster(), node_settings("n1"))
+        .start(|_tok, t: Arc<Task>| async move {
+            if t.seq == 0 {
+                panic!("handler bug on seq 0");
+            }
+            Ok(())
+        })
+        .expect("node starts");
+    wait_for("one dead and one acked", Duration::from_secs(60), || {
+        let s = node.stats();
+        s.dead == 1 && s.acked == 1
+    });
+    node.shutdown();
+    let js = jetstream::new(client);
+    assert_eq!(rt.block_on(stream_messages(&js, "QUAY_DLQ")), 1);
+    let dead = rt.block_on(async {
+        js.get_stream("QUAY_DLQ")
+            .await
+            .unwrap()
+            .get_raw_message(1)
+            .await
+            .unwrap()
+    });
+    let errors = dead
+        .headers
+        .get("Quay-Errors")
+        .expect("errors")
+        .as_str()
+        .to_string();
+    assert!(errors.contains("panic: handler bug on seq 0"), "{errors}");
+    assert_eq!(rt.block_on(stream_messages(&js, "QUAY_JOBS")), 0);
+}

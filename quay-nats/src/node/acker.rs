@@ -80,7 +80,7 @@ impl Acker {
     async fn handle(&self, t: Terminal) {
         match t {
             Terminal::Done(id) => {
-                let Some(e) = self.lock().finish(id) else {
+                let Some(e) = self.lock().finish(id, false) else {
                     return;
                 };
                 if e.fenced {
@@ -90,7 +90,7 @@ impl Acker {
                 self.stats.add(&self.stats.acked, 1);
             }
             Terminal::Dead(id) => {
-                let Some(e) = self.lock().finish(id) else {
+                let Some(e) = self.lock().finish(id, true) else {
                     return;
                 };
                 // The worker wrote the dead letter inside the last attempt;

@@ -17,7 +17,9 @@
 use super::fence::Fence;
 use super::lease::{self, Held, Renewed};
 use super::{members, partition, Shared};
+use futures::FutureExt;
 use std::collections::{BTreeMap, BTreeSet};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -55,12 +57,25 @@ fn start<T: Send + Sync + 'static>(
         }
     }
     let (stop, stopped) = watch::channel(false);
-    tokio::spawn(partition::run(
+    let task = AssertUnwindSafe(partition::run(
         shared.clone(),
         fence.clone(),
         share,
         stopped,
     ));
+    let (ended, node) = (fence.clone(), shared.settings.name.clone());
+    tokio::spawn(async move {
+        // A partition task that panics must not leave its lease renewed
+        // with nobody consuming: its generation ends, and the next starts.
+        if let Err(panic) = task.catch_unwind().await {
+            let why = super::work::panic_text(&*panic);
+            eprintln!(
+                "quay-nats {node}: p{} task panicked: {why}",
+                ended.partition()
+            );
+            ended.end();
+        }
+    });
     shared.stats.add(&shared.stats.acquired, 1);
     Owned {
         held,

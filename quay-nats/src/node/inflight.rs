@@ -79,12 +79,14 @@ impl InFlight {
         Arrival::New
     }
 
-    /// The job reached a terminal state: its entry, and its ID remembered.
-    /// A job its worker fenced is not remembered: it did not run, and must
-    /// not be acked if it is delivered again.
-    pub fn finish(&mut self, id: JobId) -> Option<Entry> {
+    /// The job reached a terminal state in the engine: its entry, and its
+    /// ID remembered as answered. Not remembered, because not answered (so
+    /// a redelivery must not be acked): a job its worker fenced, and a
+    /// `dead` one whose dead letter was not written.
+    pub fn finish(&mut self, id: JobId, dead: bool) -> Option<Entry> {
         let e = self.live.remove(&id)?;
-        if !e.fenced && self.recent.insert(id) {
+        let answered = !e.fenced && (!dead || e.dead_lettered);
+        if answered && self.recent.insert(id) {
             self.order.push_back(id);
             if self.order.len() > self.remember {
                 if let Some(old) = self.order.pop_front() {
@@ -190,11 +192,14 @@ mod tests {
         let (a, b, c) = (JobId::from(1u64), JobId::from(2u64), JobId::from(3u64));
         assert_eq!(table.arrive(a, entry(&f, "r1", t)), Arrival::New);
         assert_eq!(table.arrive(a, entry(&f, "r2", t)), Arrival::Swapped);
-        assert_eq!(table.finish(a).map(|e| e.reply), Some(Subject::from("r2")));
+        assert_eq!(
+            table.finish(a, false).map(|e| e.reply),
+            Some(Subject::from("r2"))
+        );
         assert_eq!(table.arrive(a, entry(&f, "r3", t)), Arrival::Terminal);
         for id in [b, c] {
             table.arrive(id, entry(&f, "x", t));
-            table.finish(id);
+            table.finish(id, false);
         }
         // Only the last two terminal IDs are remembered.
         assert_eq!(table.arrive(a, entry(&f, "r4", t)), Arrival::New);
@@ -205,8 +210,14 @@ mod tests {
         let d = JobId::from(4u64);
         table.arrive(d, entry(&f, "f", t));
         table.mark_fenced(d);
-        assert!(table.finish(d).is_some_and(|e| e.fenced));
+        assert!(table.finish(d, false).is_some_and(|e| e.fenced));
         assert_eq!(table.arrive(d, entry(&f, "f2", t)), Arrival::New);
+        // Nor is a dead job whose dead letter was not written.
+        assert!(table.finish(d, true).is_some());
+        assert_eq!(table.arrive(d, entry(&f, "f3", t)), Arrival::New);
+        table.mark_dead_lettered(d);
+        assert!(table.finish(d, true).is_some_and(|e| e.dead_lettered));
+        assert_eq!(table.arrive(d, entry(&f, "f4", t)), Arrival::Terminal);
     }
 
     #[test]

@@ -249,7 +249,17 @@ async fn deliver<T: Send + Sync + 'static>(
         _ => None,
     };
     let work = Work {
-        payload: shared.codec.decode(&m.payload).map(Arc::new),
+        // The codec is the user's: a panic in it makes the job poison.
+        payload: std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            shared.codec.decode(&m.payload)
+        }))
+        .unwrap_or_else(|p| {
+            Err(format!(
+                "the codec panicked: {}",
+                super::work::panic_text(&*p)
+            ))
+        })
+        .map(Arc::new),
         fence: fence.clone(),
         msg_id,
         deaths,
@@ -271,19 +281,25 @@ async fn deliver<T: Send + Sync + 'static>(
     match shared.engine.submit_async(job).await {
         Ok(Submitted::Accepted) => {}
         Ok(Submitted::Duplicate) => {
-            // The engine has had this ID under this generation and the
-            // terminal memory forgot it: it is finished, so ack again.
-            shared.lock_inflight().finish(id);
-            stats.add(&stats.reacked, 1);
-            let _ = shared
-                .client
-                .publish(reply, bytes::Bytes::from_static(b"+ACK"))
-                .await;
+            // The engine has had this ID under this generation, and the
+            // terminal memory forgot it: whether it completed or died is not
+            // known here, so nothing is answered. The generation ends, and
+            // the next one replays the job under a new ID.
+            shared.lock_inflight().forget(id);
+            eprintln!(
+                "quay-nats {}: p{} g{}: a redelivery the engine already had; ending the generation",
+                shared.settings.name,
+                fence.partition(),
+                fence.generation()
+            );
+            fence.end();
         }
-        Err(_) => {
-            // Refused at shutdown: left un-acked for the next owner.
+        Err(refused) => {
+            // Refused at shutdown: left un-acked for the next owner. The
+            // job's payload is the user's: its drop is behind a guard.
             shared.lock_inflight().forget(id);
             stats.add(&stats.returned, 1);
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(refused)));
         }
     }
 }

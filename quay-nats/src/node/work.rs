@@ -8,8 +8,10 @@ use super::fence::{Fence, Fenced};
 use super::inflight::InFlight;
 use super::stats::Stats;
 use async_nats::jetstream::kv;
+use futures::FutureExt;
 use quay::{JobContext, JobError};
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -127,8 +129,16 @@ impl Wrap {
                 .await
                 .map_err(|e| JobError::retry(format!("crash marker not written: {e}")))?;
         }
-        match tokio::time::timeout(self.max_run, user(token, payload)).await {
-            Ok(r) => r.map(|()| true),
+        // The user's call and its future, behind a guard: a panic is a
+        // failed attempt that this wrapper sees (so a last one still writes
+        // its dead letter), not an unwind through the engine.
+        let run = match std::panic::catch_unwind(AssertUnwindSafe(|| user(token, payload))) {
+            Ok(fut) => AssertUnwindSafe(fut).catch_unwind(),
+            Err(p) => return Err(JobError::retry(format!("panic: {}", panic_text(&*p)))),
+        };
+        match tokio::time::timeout(self.max_run, run).await {
+            Ok(Ok(r)) => r.map(|()| true),
+            Ok(Err(p)) => Err(JobError::retry(format!("panic: {}", panic_text(&*p)))),
             Err(_) => Err(JobError::retry(format!(
                 "ran past max_run_time ({:?})",
                 self.max_run
@@ -161,6 +171,14 @@ impl Wrap {
             backoff = (backoff * 2).min(Duration::from_secs(2));
         }
     }
+}
+
+/// A panic's message, where it has one.
+pub(crate) fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
 }
 
 /// What one attempt takes from its [`Work`].
