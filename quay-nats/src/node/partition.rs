@@ -203,14 +203,24 @@ async fn deliver<T: Send + Sync + 'static>(
     let Some(reply) = m.reply.clone() else { return };
     let seq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
     let headers = m.headers.clone().unwrap_or_default();
-    let header = |name: &str| headers.get(name).map(|v| v.as_str().to_string());
-    let msg_id: Arc<str> = Arc::from(header(MSG_ID_HEADER).unwrap_or_else(|| format!("seq-{seq}")));
+    // Read what the job needs from the headers first: the headers
+    // themselves then move into the in-flight entry (for a dead letter).
+    let header = |name: &str| headers.get(name).map(|v| v.as_str());
+    let msg_id: Arc<str> = match header(MSG_ID_HEADER) {
+        Some(id) => Arc::from(id),
+        None => Arc::from(format!("seq-{seq}")),
+    };
+    let key = header(KEY_HEADER).and_then(|k| k.parse::<u64>().ok());
+    let attempts = header(ATTEMPTS_HEADER)
+        .and_then(|n| n.parse::<u32>().ok())
+        .and_then(NonZeroU32::new);
+    let delay = header(DELAY_HEADER).and_then(|d| d.parse::<u64>().ok());
     let id = partition::local_id(&msg_id, fence.partition(), fence.generation());
     let now = Instant::now();
     let entry = Entry {
         reply: reply.clone(),
         fence: fence.clone(),
-        headers: headers.clone(),
+        headers,
         body: m.payload.clone(),
         progressed: now,
         fenced: false,
@@ -266,16 +276,13 @@ async fn deliver<T: Send + Sync + 'static>(
         poison,
     };
     let mut job = Job::new(id, work);
-    if let Some(k) = header(KEY_HEADER).and_then(|k| k.parse::<u64>().ok()) {
+    if let Some(k) = key {
         job = job.keyed(Key::from(k));
     }
-    if let Some(n) = header(ATTEMPTS_HEADER)
-        .and_then(|n| n.parse::<u32>().ok())
-        .and_then(NonZeroU32::new)
-    {
+    if let Some(n) = attempts {
         job = job.max_attempts(n);
     }
-    if let Some(ms) = header(DELAY_HEADER).and_then(|d| d.parse::<u64>().ok()) {
+    if let Some(ms) = delay {
         job = job.delay(Duration::from_millis(ms));
     }
     match shared.engine.submit_async(job).await {
