@@ -177,6 +177,44 @@ pub mod __loom {
         }
     }
 
+    /// The sleep/wake protocol's two sides (`src/sync/idle.rs`), for the
+    /// model that shows its fences are needed
+    /// (`loom-tests/tests/wake_fence.rs`): the real methods.
+    #[derive(Debug)]
+    pub struct Idle(crate::sync::idle::Idle);
+
+    impl Idle {
+        /// The protocol's state for `workers` workers.
+        pub fn new(workers: usize) -> Idle {
+            Idle(crate::sync::idle::Idle::new(workers))
+        }
+
+        /// A worker announces it is going to sleep (then re-checks).
+        pub fn announce(&self, worker: usize) {
+            self.0.announce(worker)
+        }
+
+        /// The re-check found work.
+        pub fn cancel(&self, worker: usize) {
+            self.0.cancel(worker)
+        }
+
+        /// Parks until unparked, then withdraws the announcement.
+        pub fn sleep(&self, worker: usize) {
+            self.0.sleep(worker, None);
+        }
+
+        /// A producer's check after an unkeyed push to `shard`.
+        pub fn notify(&self, shard: usize) {
+            self.0.notify(shard, false)
+        }
+
+        /// The same without the fence: a plain load (unsound).
+        pub fn notify_unfenced(&self, shard: usize) {
+            self.0.notify_unfenced(shard, false)
+        }
+    }
+
     /// Sets the calling loom thread's home index (its home shard is this
     /// modulo the shard count); 0 unless set.
     pub fn set_home(i: usize) {

@@ -213,19 +213,22 @@ impl<T: Send + 'static> Batch<'_, T> {
             shared.shards[self.home].count_accepted(fresh.len() as u64);
             for i in 0..n {
                 let s = (self.home + i) % n;
-                if shared.shards[s].ring.push_batch(fresh) > 0 {
-                    shared.idle.notify(s, false);
+                let pushed = shared.shards[s].ring.push_batch(fresh);
+                if pushed > 0 {
+                    // As many sleepers as the jobs can keep busy.
+                    shared.idle.notify_many(s, pushed);
                 }
                 if fresh.is_empty() {
                     break;
                 }
             }
             if !fresh.is_empty() {
+                let spilled = fresh.len();
                 for env in fresh.drain(..) {
                     shared.shards[self.home].overflow.push(env);
                 }
                 // Any worker may steal them from there.
-                shared.idle.notify(self.home, false);
+                shared.idle.notify_many(self.home, spilled);
             }
         }
     }

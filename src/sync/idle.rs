@@ -1,24 +1,34 @@
 //! What an idle worker does, and the sleep/wake protocol that lets producers
 //! skip the wake-up syscall while every worker is busy.
 //!
-//! The protocol (full argument with orderings in `docs/design.md`):
+//! The protocol (full argument with orderings in `docs/design.md`, "The
+//! wake protocol"), a Dekker-style store-buffering pair of `SeqCst` fences,
+//! as in crossbeam's `Sleep` and tokio's idle counting:
 //!
-//! - **Worker going to sleep:** set its own `asleep` flag, then *announce*
-//!   with an RMW on `sleeping` (`fetch_add(1, AcqRel)`), then re-check every
-//!   queue it could run from. Only if all are empty does it park.
-//! - **Producer after a push:** an RMW on `sleeping` (`fetch_add(0, AcqRel)`).
-//!   If it reads 0, nobody is going to sleep and nothing more is done: no
-//!   syscall, no lock. Otherwise it unparks a sleeping worker that can run
-//!   the job.
+//! - **Worker going to sleep:** set its own `asleep` flag, count itself in
+//!   `sleeping` (an RMW: workers change it, producers only read it), then
+//!   a `SeqCst` fence, then re-check every queue it could run from. Only if
+//!   all are empty does it park.
+//! - **Producer after a push:** a `SeqCst` fence, then a plain load of
+//!   `sleeping`. If it reads 0, nobody is going to sleep and nothing more is
+//!   done: no syscall, no lock, and no write to a shared line (an RMW here,
+//!   as before, made every submit take the one `sleeping` line exclusive,
+//!   bouncing it between producers). Otherwise it unparks a sleeping worker
+//!   that can run the job.
 //!
-//! Both sides use RMWs on the one word, so they are totally ordered in its
-//! modification order: either the producer's RMW comes first, and the
-//! worker's announce (Acquire) synchronises with it, so the re-check sees the
-//! push; or the announce comes first, and the producer (Acquire) sees the
-//! count and the `asleep` flag and wakes the worker. A load would not do: the
-//! store-then-load pattern needs SeqCst, which loom does not model exactly.
+//! The two fences are ordered in the single total order of `SeqCst`
+//! operations. If the producer's fence comes first, the worker's re-check
+//! (after its fence) sees the push; if the worker's comes first, the
+//! producer's load (after its fence) sees the count and the `asleep` flag
+//! and wakes it. Without the fences both loads may read the old values
+//! (store buffering: each side's store still in its own buffer), and a job
+//! sits in a ring while every worker that may run it sleeps. The loom model
+//! `loom-tests/tests/wake_fence.rs` runs this very code both ways: fenced
+//! it passes, and with the producer's plain load and no fence
+//! ([`Idle::notify_unfenced`], for that model only) loom finds the lost
+//! wake-up.
 
-use crate::loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use crate::loom::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::park::Parker;
 use crossbeam_utils::CachePadded;
 use std::time::Duration;
@@ -86,6 +96,12 @@ impl Sleeper {
     }
 }
 
+/// Jobs in one push per extra worker woken (`Idle::notify_many`): a woken
+/// thief takes up to half of a ring's jobs (see `Worker::steal`), so one
+/// sleeper per this many keeps a batch spread without waking workers that
+/// find nothing.
+pub(crate) const WAKE_PER: usize = 8;
+
 /// The engine-wide count of workers going to sleep, and their sleepers.
 #[derive(Debug)]
 pub(crate) struct Idle {
@@ -109,19 +125,22 @@ impl Idle {
     /// Worker `worker` announces it is about to sleep. It must re-check its
     /// queues afterwards, then call [`Idle::sleep`] or [`Idle::cancel`].
     pub(crate) fn announce(&self, worker: usize) {
-        // Relaxed: published by the Release half of the RMW below.
+        // Relaxed: ordered before the producer's load by the fence below.
         self.sleepers[worker].asleep.store(true, Ordering::Relaxed);
-        // AcqRel: Release publishes `asleep` to the producer RMW that reads
-        // this (or a later) value; Acquire synchronises with every producer
-        // RMW before it, so the re-check sees their pushes.
-        self.sleeping.fetch_add(1, Ordering::AcqRel);
+        // Relaxed: ordered by the fence below (an RMW only because several
+        // workers count themselves in it).
+        self.sleeping.fetch_add(1, Ordering::Relaxed);
+        // SeqCst fence: pairs with the producer's fence in `notify`. The
+        // flag and count stores come before it, the re-check's loads after.
+        fence(Ordering::SeqCst);
     }
 
     /// The re-check found work: undo the announcement.
     pub(crate) fn cancel(&self, worker: usize) {
+        // Relaxed: a producer that still reads the flag or count as set only
+        // unparks a worker that is awake (it costs a wake-up token).
         self.sleepers[worker].asleep.store(false, Ordering::Relaxed);
-        // Release: ordered after the flag store for producers that read it.
-        self.sleeping.fetch_sub(1, Ordering::Release);
+        self.sleeping.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Parks worker `worker` after an announcement, then withdraws it.
@@ -133,16 +152,41 @@ impl Idle {
     }
 
     /// Called by a producer after it pushed a job to `shard`. `only_owner`
-    /// is set for a job no other worker may run (a keyed job). Costs one
-    /// uncontended RMW when nobody sleeps.
+    /// is set for a job no other worker may run (a keyed job). Costs a
+    /// `SeqCst` fence and a load of a read-mostly word when nobody sleeps.
     #[inline]
     pub(crate) fn notify(&self, shard: usize, only_owner: bool) {
-        // An RMW, not a load: see the module docs. AcqRel pairs with the
-        // AcqRel `announce` of a worker going to sleep.
-        if self.sleeping.fetch_add(0, Ordering::AcqRel) == 0 {
+        self.notify_jobs::<true>(shard, only_owner, 1);
+    }
+
+    /// `notify` for `jobs` unkeyed jobs pushed at once (`push_batch`): wakes
+    /// up to one sleeping worker per [`WAKE_PER`] jobs, so a large batch onto
+    /// a sleeping engine is not left to one worker.
+    #[inline]
+    pub(crate) fn notify_many(&self, shard: usize, jobs: usize) {
+        self.notify_jobs::<true>(shard, false, jobs);
+    }
+
+    /// The protocol's producer side without its fence: a plain load, which
+    /// the store-buffering outcome defeats. Exists only for the loom model
+    /// that shows the fence is needed (`loom-tests/tests/wake_fence.rs`).
+    #[cfg(quay_loom)]
+    pub(crate) fn notify_unfenced(&self, shard: usize, only_owner: bool) {
+        self.notify_jobs::<false>(shard, only_owner, 1);
+    }
+
+    #[inline]
+    fn notify_jobs<const FENCED: bool>(&self, shard: usize, only_owner: bool, jobs: usize) {
+        if FENCED {
+            // SeqCst fence: pairs with the fence in `announce`. The push's
+            // stores come before it, the load of the count after.
+            fence(Ordering::SeqCst);
+        }
+        // Relaxed: the fences order it (module docs).
+        if self.sleeping.load(Ordering::Relaxed) == 0 {
             return;
         }
-        self.notify_slow(shard, only_owner);
+        self.notify_slow(shard, only_owner, jobs);
     }
 
     /// Unparks done by producers.
@@ -151,34 +195,35 @@ impl Idle {
     }
 
     #[cold]
-    fn notify_slow(&self, shard: usize, only_owner: bool) {
+    fn notify_slow(&self, shard: usize, only_owner: bool, jobs: usize) {
         // Relaxed: a statistic.
         self.wakes.fetch_add(1, Ordering::Relaxed);
         let n = self.sleepers.len();
         let owner = &self.sleepers[shard];
-        // Relaxed: made visible by the Acquire RMW in `notify`.
+        // Relaxed flag loads: made visible by the fences (`notify_jobs`).
         if only_owner {
             // A keyed job's owner is woken even if it looks awake: an unpark
             // only costs a token then, and it keeps the argument local.
             owner.unpark();
             return;
         }
-        // An unkeyed job wakes one worker that is asleep and not woken yet:
-        // the owner first. A sleeper that already holds a wake-up token is
+        // Unkeyed jobs wake workers that are asleep and not woken yet: the
+        // owner first. A sleeper that already holds a wake-up token is
         // passed over, so a burst of pushes onto one sleeping shard wakes
         // as many workers as it has jobs, not the owner again and again
         // (which would leave the others asleep behind one slow handler).
-        if owner.asleep.load(Ordering::Relaxed) && owner.unpark() {
-            return;
-        }
-        for i in 1..n {
+        let mut want = jobs.div_ceil(WAKE_PER).max(1);
+        for i in 0..n {
             let s = &self.sleepers[(shard + i) % n];
             if s.asleep.load(Ordering::Relaxed) && s.unpark() {
-                return;
+                want -= 1;
+                if want == 0 {
+                    return;
+                }
             }
         }
         // Every worker that announced has since woken; each re-checks all
-        // queues before sleeping again, so the job will be seen.
+        // queues before sleeping again, so the jobs will be seen.
     }
 
     /// Wakes every worker (shutdown).
