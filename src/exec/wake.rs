@@ -11,17 +11,18 @@
 //! - **Waker** (any thread: a timer, an I/O driver, another task): sets its
 //!   slot's bit with `fetch_or(Release)`, then calls the worker's notify,
 //!   which is the engine's sleep protocol for a job only this worker may
-//!   run (`Idle::notify(worker, true)`, an `AcqRel` RMW on the `sleeping`
-//!   word, and an unpark if the worker announced it sleeps).
+//!   run (`Idle::notify(worker, true)`: a `SeqCst` fence, a load of the
+//!   `sleeping` word, and an unpark if the worker announced it sleeps).
 //! - **Worker**: takes the bits with `swap(0, Acquire)`, pairing with the
 //!   waker's `Release`, so what the waker did before waking is visible to
-//!   the poll. Before it parks it announces (`Idle::announce`, `AcqRel` on
-//!   `sleeping`) and then re-checks the bits with [`ReadySet::any`].
+//!   the poll. Before it parks it announces (`Idle::announce`: the count,
+//!   then a `SeqCst` fence) and then re-checks the bits with
+//!   [`ReadySet::any`].
 //!
-//! The waker's bit is sequenced before its RMW on `sleeping`, and the
-//! worker's re-check after its announce RMW; both RMWs are on one word, so
-//! either the announce reads the waker's RMW (and the re-check sees the
-//! bit) or the waker's RMW reads the announce (and it unparks the worker).
+//! The waker's bit is sequenced before its fence, and the worker's
+//! re-check after its announce's fence; the two fences are ordered in the
+//! single `SeqCst` order, so either the re-check sees the bit or the
+//! waker's load sees the announce (and it unparks the worker).
 //! This is the same argument as a push and its notify (`sync/idle.rs`),
 //! checked by the `wake` loom models.
 //!

@@ -34,7 +34,7 @@
 //! # Orderings
 //!
 //! `len` is written under the lock with `Release` and read without it with
-//! `Acquire`; a producer's push is followed by the wake protocol's RMW in
+//! `Acquire`; a producer's push is followed by the wake protocol's fence in
 //! `Idle::notify`, so an owner going to sleep sees `len` the same way it
 //! sees a ring push (`docs/design.md`).
 
