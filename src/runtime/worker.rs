@@ -60,7 +60,18 @@ pub(crate) struct Worker<T: Send + 'static> {
     /// Whether the worker has told (`tell_idle`) that it is idle, and not
     /// found work since.
     idle_told: bool,
+    /// Claims left that take one job at a time from the rings: set after a
+    /// slow attempt (see [`SINGLE_CLAIMS`]).
+    single_claims: u32,
 }
+
+/// Claims a worker makes one job at a time after an attempt that ran at
+/// least [`EAGER_AFTER`]. A claimed job is private until it runs: behind a
+/// slow handler, a batch of 32 claimed fast jobs would wait for it while
+/// other workers idle. Left in the ring, they can be stolen. With no slow
+/// attempt for this many claims the worker goes back to claiming batches
+/// (one ring RMW for up to `batch` jobs).
+const SINGLE_CLAIMS: u32 = 1024;
 
 /// An attempt that ran at least this long is followed by a commit at once
 /// (see `run_local`): beside it a commit's cost (a lock and a probe per ID,
@@ -145,6 +156,7 @@ impl<T: Send + 'static> Worker<T> {
             oldest: None,
             last_end: Timestamp::default(),
             idle_told: false,
+            single_claims: 0,
         }
     }
 
@@ -243,10 +255,12 @@ impl<T: Send + 'static> Worker<T> {
     #[cfg(quay_loom)]
     fn pin(&self) {}
 
-    /// Claims up to `limit` jobs (and at most a batch) into `local`.
-    /// Returns whether there is any.
+    /// Claims up to `limit` jobs (and at most a batch) into `local`: one at
+    /// a time from the rings while `single_claims` lasts. Returns whether
+    /// there is any.
     fn fill(&mut self, limit: usize) -> bool {
         let limit = limit.min(self.batch);
+        let ring_limit = if self.single_claims > 0 { 1 } else { limit };
         let me = &self.shared.shards[self.index];
         let inbox = &mut self.inbox;
         let mut claimed = me.inbox.pop_batch(self.batch, |e| inbox.push_back(e));
@@ -269,33 +283,55 @@ impl<T: Send + 'static> Worker<T> {
                 None => break,
             }
         }
-        let room = limit.saturating_sub(self.local.len());
+        // Ring jobs only while nothing else is claimed in single mode: left
+        // in the ring they stay stealable.
+        let room = ring_limit.saturating_sub(self.local.len());
         let local = &mut self.local;
-        claimed += me.ring.pop_batch(room, |e| local.push_back(e));
+        let popped = me.ring.pop_batch(room, |e| local.push_back(e));
+        claimed += popped;
         if claimed > 0 {
             // Ring or inbox room that a waiting submit may need.
             self.shared.gate.room_freed();
         }
+        if popped > 0 {
+            self.claimed_now();
+        }
         if !self.local.is_empty() {
             return true;
         }
-        self.steal(limit)
+        self.steal(ring_limit)
     }
 
-    /// Steals one batch from the first other shard that has any: from its
-    /// ring, or else the unkeyed jobs in its overflow.
+    /// Jobs were just claimed from a ring (which counts down
+    /// `single_claims`): the first one's attempt starts
+    /// now, as far as latency is concerned (each later one starts when the
+    /// one before it ends: one clock read per claim, not per job). Jobs
+    /// pushed after `fill`'s first read would otherwise start "before" they
+    /// were accepted.
+    fn claimed_now(&mut self) {
+        self.single_claims = self.single_claims.saturating_sub(1);
+        if self.recorder.is_on() {
+            self.last_end = self.shared.clock.now();
+        }
+    }
+
+    /// Steals from the first other shard that has any: up to half of its
+    /// ring's jobs (at least one, at most `limit`), so the owner and any
+    /// other thief keep work too, or else the unkeyed jobs in its overflow.
     fn steal(&mut self, limit: usize) -> bool {
         let n = self.shared.shards.len();
         for i in 1..n {
             let victim = &self.shared.shards[(self.index + i) % n];
             let local = &mut self.local;
-            let mut got = victim.ring.pop_batch(limit, |e| local.push_back(e));
+            let half = victim.ring.len().div_ceil(2).clamp(1, limit.max(1));
+            let mut got = victim.ring.pop_batch(half, |e| local.push_back(e));
             if got == 0 && !victim.overflow.is_empty() {
                 let now = self.shared.clock.now();
                 got = victim.overflow.steal(limit, now, |e| local.push_back(e));
             }
             if got > 0 {
                 self.shared.gate.room_freed();
+                self.claimed_now();
                 let st = &self.shared.stats[self.index];
                 st.stolen_jobs.add(got as u64);
                 st.steal_batches.add(1);
@@ -324,7 +360,10 @@ impl<T: Send + 'static> Worker<T> {
         H: Fn(&JobContext, &T) -> Result<(), JobError>,
     {
         while let Some(mut env) = self.local.pop_front() {
-            let (ctx, start) = self.begin(&mut env);
+            // The attempt starts where the last one ended (or at the claim):
+            // one clock read per attempt, at its end.
+            let start = self.last_end;
+            let ctx = self.begin_at(&mut env);
             // The attempt's span (`observe/trace.rs`; nothing without the
             // feature), around the handler and the settling: the handler's
             // events and a retry's or death's are inside it.
@@ -339,6 +378,9 @@ impl<T: Send + 'static> Worker<T> {
             // tells that the next one may be long too: commit now rather
             // than hold these endings through it.
             let slow = now.saturating_since(self.last_end) >= EAGER_AFTER;
+            if slow {
+                self.single_claims = SINGLE_CLAIMS;
+            }
             self.last_end = now;
             self.ended(terminal, now, slow);
             if self.stopping() {
@@ -383,14 +425,20 @@ impl<T: Send + 'static> Worker<T> {
     /// Starts an attempt of `env`: counts it, and returns the handler's
     /// context and the start time (read only when latency is recorded).
     pub(crate) fn begin(&mut self, env: &mut Envelope<T>) -> (JobContext, Timestamp) {
-        let ctx = env.begin_attempt(self.index, self.shared.sem.max_attempts);
-        self.stats().started.add(1);
+        let ctx = self.begin_at(env);
         let start = if self.recorder.is_on() {
             self.shared.clock.now()
         } else {
             Timestamp::default()
         };
         (ctx, start)
+    }
+
+    /// Starts an attempt of `env` whose start time the caller knows.
+    fn begin_at(&mut self, env: &mut Envelope<T>) -> JobContext {
+        let ctx = env.begin_attempt(self.index, self.shared.sem.max_attempts);
+        self.stats().started.add(1);
+        ctx
     }
 
     /// An attempt that began at `start` ended with `result`: settles it
