@@ -3,7 +3,9 @@
 //!
 //! Prints the throughput table (system, jobs/s, ns/job, and how many times
 //! quay's rate each system's is), quay's per-job cost at two run lengths,
-//! and the queue-wait table at fixed offered loads. `--quick` (or
+//! the queue-wait table at fixed offered loads, and the slow-handler table
+//! (1 % of jobs busy-wait 1 ms; 2 workers; every run's row, quay and the
+//! crossbeam and kanal pools interleaved). `--quick` (or
 //! `QUAY_COMPARE_QUICK=1`) makes every run short: a smoke test for CI.
 //! `--csv PATH` also writes the throughput rows for plotting.
 
@@ -114,6 +116,8 @@ fn main() {
     };
     println!("\nqueue wait at a fixed offered load, 1 producer, 1 worker");
     common::latency::print_table(dur);
+    // Slow handlers: 3 interleaved rounds (1 with --quick), every run shown.
+    common::slow::print_table(dur, reps);
     if let Some(path) = svg {
         if let Err(e) = plot(&path, &bars) {
             eprintln!("compare: could not draw {path}: {e}");

@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod slow;
+
 /// The CPU's model name, for a bench's header.
 pub fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
