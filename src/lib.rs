@@ -99,6 +99,7 @@ pub use observe::counts::Counts;
 pub use observe::hgrm::{write_hgrm, IntervalLog};
 pub use observe::latency::Histograms;
 pub use observe::metrics::{Counters, GaugeSnapshot, LatencySummary, MetricsSnapshot};
+pub use observe::pauses::Pauses;
 pub use runtime::batch::{BatchOutcome, BatchReport};
 pub use runtime::builder::{Builder, Pinning};
 pub use runtime::config::{PinWarning, PinWarningKind};
@@ -186,7 +187,10 @@ pub mod __loom {
     impl Idle {
         /// The protocol's state for `workers` workers.
         pub fn new(workers: usize) -> Idle {
-            Idle(crate::sync::idle::Idle::new(workers))
+            Idle(crate::sync::idle::Idle::new(
+                workers,
+                crate::clock::Clock::default(),
+            ))
         }
 
         /// A worker announces it is going to sleep (then re-checks).

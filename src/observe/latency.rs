@@ -1,20 +1,23 @@
 //! Latency recording: three histograms per worker, recorded with no shared
 //! atomics per sample.
 //!
-//! Each worker records into its own [`Histograms`] (`Recorder::local`), in
-//! nanoseconds with 3 significant digits. Every [`FLUSH_EVERY`] samples,
-//! once it has been idle for 200 µs, and when it stops, it merges them into
-//! its [`LatencySlot`] (a mutex the readers share) and clears them. A flush
-//! walks every bucket of three histograms (tens of microseconds), so it must
-//! stay rare and never sit between closely spaced jobs: at 16 384 samples it
-//! costs about 2 ns per job. A sample costs two clock reads and three array
-//! increments; a reader sees every sample up to the worker's last flush: at
+//! Each worker records into its own buckets (`Recorder::local`, in
+//! [`LogBuckets`]: hdrhistogram's layout, nanoseconds with 3 significant
+//! digits). Every [`FLUSH_EVERY`] samples, once it has been idle for
+//! 200 µs, and when it stops, it folds them into its [`LatencySlot`] (a
+//! mutex the readers share, holding hdrhistogram histograms), visiting
+//! only the buckets that hold samples, and clears them. A sample costs one
+//! clock read (an attempt starts where the one before it ended: see
+//! `worker.rs`) and three array increments; a reader sees every sample up
+//! to the worker's last flush: at
 //! most `FLUSH_EVERY` samples behind per busy worker, and exact once workers
 //! have been idle for 200 µs or are joined.
 
 use crate::clock::Timestamp;
 use crate::loom::relock;
 use crate::loom::sync::Mutex;
+use crate::observe::buckets::LogBuckets;
+use crate::observe::pauses::{Pause, Pauses};
 use hdrhistogram::Histogram;
 
 /// Samples a worker records before it publishes them.
@@ -24,7 +27,7 @@ pub(crate) const FLUSH_EVERY: u32 = 16_384;
 /// samples saturate to it.
 const HIGHEST: u64 = 3_600_000_000_000;
 
-fn histogram() -> Histogram<u64> {
+pub(crate) fn histogram() -> Histogram<u64> {
     // The bounds are constants within hdrhistogram's limits (low >= 1,
     // high >= 2 * low, sigfig <= 5), so creation cannot fail.
     #[allow(clippy::expect_used)]
@@ -91,6 +94,7 @@ pub(crate) struct LatencySlot {
 struct Published {
     total: Histograms,
     interval: Histograms,
+    pauses: Pauses,
 }
 
 impl LatencySlot {
@@ -98,6 +102,12 @@ impl LatencySlot {
     pub(crate) fn add_total_to(&self, into: &mut Histograms) {
         let p = relock(self.inner.lock());
         into.add(&p.total);
+    }
+
+    /// Adds this worker's published pauses into `into`.
+    pub(crate) fn add_pauses_to(&self, into: &mut Pauses) {
+        let p = relock(self.inner.lock());
+        into.add(&p.pauses);
     }
 
     /// Adds this worker's samples since the last call into `into`, and
@@ -111,8 +121,18 @@ impl LatencySlot {
 
 /// A worker's private recorder; `None` when recording is off.
 pub(crate) struct Recorder {
-    local: Option<Box<Histograms>>,
+    local: Option<Box<Local>>,
     unflushed: u32,
+}
+
+/// A worker's unpublished samples, in [`LogBuckets`] (cheap to publish).
+#[derive(Default)]
+struct Local {
+    queue_wait: LogBuckets,
+    service: LogBuckets,
+    end_to_end: LogBuckets,
+    /// By `Pause as usize`.
+    pauses: [LogBuckets; 4],
 }
 
 impl Recorder {
@@ -139,32 +159,54 @@ impl Recorder {
         end: Timestamp,
         accepted: Option<Timestamp>,
     ) -> bool {
-        let Some(h) = self.local.as_deref_mut() else {
+        let Some(l) = self.local.as_deref_mut() else {
             return false;
         };
-        let ns = |a: Timestamp, b: Timestamp| a.as_nanos().saturating_sub(b.as_nanos()).max(1);
-        h.queue_wait.saturating_record(ns(start, ready));
-        h.service.saturating_record(ns(end, start));
+        let ns = |a: Timestamp, b: Timestamp| a.as_nanos().saturating_sub(b.as_nanos());
+        l.queue_wait.record(ns(start, ready));
+        l.service.record(ns(end, start));
         if let Some(acc) = accepted {
-            h.end_to_end.saturating_record(ns(end, acc));
+            l.end_to_end.record(ns(end, acc));
         }
         self.unflushed += 1;
         self.unflushed >= FLUSH_EVERY
     }
 
-    /// Publishes the local samples to `slot` and clears them.
+    /// Records a worker pause of `ns` nanoseconds (see `pauses.rs`).
+    #[inline]
+    pub(crate) fn pause(&mut self, kind: Pause, ns: u64) {
+        if let Some(l) = self.local.as_deref_mut() {
+            l.pauses[kind as usize].record(ns);
+        }
+    }
+
+    /// Publishes the local samples to `slot` and clears them. Visits only
+    /// the local buckets that hold samples (`buckets.rs`).
     pub(crate) fn flush(&mut self, slot: &LatencySlot) {
-        let Some(h) = self.local.as_deref_mut() else {
+        let Some(l) = self.local.as_deref_mut() else {
             return;
         };
-        if self.unflushed == 0 {
+        let paused = l.pauses.iter().any(|b| !b.is_empty());
+        if self.unflushed == 0 && !paused {
             return;
         }
-        let mut p = relock(slot.inner.lock());
-        p.total.add(h);
-        p.interval.add(h);
-        drop(p);
-        h.reset();
+        let mut guard = relock(slot.inner.lock());
+        let p = &mut *guard;
+        let (t, i) = (&mut p.total, &mut p.interval);
+        l.queue_wait
+            .drain_into(&mut [&mut t.queue_wait, &mut i.queue_wait]);
+        l.service.drain_into(&mut [&mut t.service, &mut i.service]);
+        l.end_to_end
+            .drain_into(&mut [&mut t.end_to_end, &mut i.end_to_end]);
+        if paused {
+            let [c, pu, ti, w] = &mut l.pauses;
+            let q = &mut p.pauses;
+            c.drain_into(&mut [&mut q.commit]);
+            pu.drain_into(&mut [&mut q.publish]);
+            ti.drain_into(&mut [&mut q.timers]);
+            w.drain_into(&mut [&mut q.wake]);
+        }
+        drop(guard);
         self.unflushed = 0;
     }
 }

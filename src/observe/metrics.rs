@@ -13,6 +13,7 @@
 //! is exact and `accepted == completed + dead + returned + held`.
 
 use crate::observe::latency::Histograms;
+use crate::observe::pauses::Pauses;
 use hdrhistogram::Histogram;
 
 /// Counters since the engine started.
@@ -146,6 +147,11 @@ pub struct MetricsSnapshot {
     /// [`write_hgrm`](crate::observe::hgrm::write_hgrm).
     #[cfg_attr(feature = "serde", serde(skip))]
     pub histograms: Histograms,
+    /// How long workers spent on work that is not a job (commits,
+    /// publishing samples, timers, waking up), one histogram per kind: the
+    /// floors under some queue waits. Recorded with latency recording on.
+    #[cfg_attr(feature = "serde", serde(skip))]
+    pub pauses: Pauses,
 }
 
 impl MetricsSnapshot {
@@ -157,6 +163,7 @@ impl MetricsSnapshot {
             service_ns: LatencySummary::of(&histograms.service),
             end_to_end_ns: LatencySummary::of(&histograms.end_to_end),
             histograms,
+            pauses: Pauses::default(),
         }
     }
 
@@ -238,12 +245,16 @@ impl MetricsSnapshot {
         let mut c = Counters::default();
         let mut g = GaugeSnapshot::default();
         let mut h = Histograms::default();
+        let mut p = Pauses::default();
         for m in parts {
             c.add(&m.counters);
             g.add(&m.gauges);
             h.add(&m.histograms);
+            p.add(&m.pauses);
         }
-        MetricsSnapshot::new(c, g, h)
+        let mut m = MetricsSnapshot::new(c, g, h);
+        m.pauses = p;
+        m
     }
 }
 

@@ -10,9 +10,11 @@
 //! - `trace`: every `tracing` span and event (feature `tracing`; without
 //!   it, empty inline functions and zero-sized types).
 
+pub(crate) mod buckets;
 pub(crate) mod counts;
 pub(crate) mod hgrm;
 pub(crate) mod latency;
 pub(crate) mod metrics;
+pub(crate) mod pauses;
 pub(crate) mod stats;
 pub(crate) mod trace;

@@ -198,7 +198,7 @@ impl<T: Send + 'static> Engine<T> {
         let n = config.workers;
         let shared = Arc::new(Shared {
             shards: (0..n).map(|_| Shard::new(config.ring_capacity)).collect(),
-            idle: Idle::new(n),
+            idle: Idle::new(n, config.clock.clone()),
             gate: Gate::new(config.capacity),
             clock: config.clock.clone(),
             stop: AtomicBool::new(false),

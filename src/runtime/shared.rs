@@ -296,10 +296,14 @@ impl<T: Send + 'static> Shared<T> {
             g.live_keys += s.live_keys.get();
         }
         let mut h = Histograms::default();
+        let mut pauses = crate::observe::pauses::Pauses::default();
         for slot in self.latency.iter() {
             slot.add_total_to(&mut h);
+            slot.add_pauses_to(&mut pauses);
         }
-        MetricsSnapshot::new(c, g, h)
+        let mut m = MetricsSnapshot::new(c, g, h);
+        m.pauses = pauses;
+        m
     }
 
     pub(crate) fn counts(&self) -> Counts {

@@ -26,6 +26,7 @@ use crate::loom::sync::atomic::Ordering;
 use crate::loom::sync::Arc;
 use crate::loom::time::Stopwatch;
 use crate::observe::latency::Recorder;
+use crate::observe::pauses::Pause;
 use crate::observe::stats::WorkerStats;
 use crate::observe::trace;
 use crate::runtime::shared::Shared;
@@ -276,7 +277,10 @@ impl<T: Send + 'static> Worker<T> {
         for e in self.inbox.drain(..) {
             self.core.admit(e, now);
         }
-        self.core.fire(now);
+        if self.core.next_due().is_some_and(|due| due <= now) {
+            self.core.fire(now);
+            self.paused(Pause::Timers, now);
+        }
         while self.local.len() < limit {
             match self.core.pop_ready() {
                 Some(e) => self.local.push_back(e),
@@ -287,6 +291,7 @@ impl<T: Send + 'static> Worker<T> {
         // in the ring they stay stealable.
         let room = ring_limit.saturating_sub(self.local.len());
         let local = &mut self.local;
+        let me = &self.shared.shards[self.index];
         let popped = me.ring.pop_batch(room, |e| local.push_back(e));
         claimed += popped;
         if claimed > 0 {
@@ -420,6 +425,16 @@ impl<T: Send + 'static> Worker<T> {
         self.shared.gate.release(self.unreleased);
         self.unreleased = 0;
         self.oldest = None;
+        self.paused(Pause::Commit, now);
+    }
+
+    /// Records a pause of kind `kind` that began at `since` and ends now
+    /// (`observe/pauses.rs`): a clock read, with latency recording on.
+    fn paused(&mut self, kind: Pause, since: Timestamp) {
+        if self.recorder.is_on() {
+            let ns = self.shared.clock.now().as_nanos();
+            self.recorder.pause(kind, ns.saturating_sub(since.as_nanos()));
+        }
     }
 
     /// Starts an attempt of `env`: counts it, and returns the handler's
@@ -501,8 +516,15 @@ impl<T: Send + 'static> Worker<T> {
 
     fn publish(&mut self) {
         self.dirty = false;
+        let since = if self.recorder.is_on() {
+            self.shared.clock.now()
+        } else {
+            Timestamp::default()
+        };
         self.recorder.flush(&self.shared.latency[self.index]);
         self.store_gauges();
+        // Published with the next flush.
+        self.paused(Pause::Publish, since);
     }
 
     /// The sleep protocol's worker side (see `idle.rs`). The re-check after
@@ -532,7 +554,9 @@ impl<T: Send + 'static> Worker<T> {
             // for good: at rest, readers see everything.
             timeout = Some(timeout.map_or(PUBLISH_IDLE, |t| t.min(PUBLISH_IDLE)));
         }
-        self.shared.idle.sleep(self.index, timeout);
+        if let Some(at) = self.shared.idle.sleep(self.index, timeout) {
+            self.paused(Pause::Wake, at);
+        }
     }
 
     /// How long a sleep may last before the earliest timer is due.

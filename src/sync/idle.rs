@@ -28,6 +28,7 @@
 //! ([`Idle::notify_unfenced`], for that model only) loom finds the lost
 //! wake-up.
 
+use crate::clock::{Clock, Timestamp};
 use crate::loom::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::park::Parker;
 use crossbeam_utils::CachePadded;
@@ -87,11 +88,25 @@ impl Backoff {
 pub(crate) struct Sleeper {
     asleep: AtomicBool,
     parker: Parker,
+    /// When a producer last unparked it (the engine clock's nanoseconds), for
+    /// the `wake` pause; 0: not since it last looked.
+    woken_at: AtomicU64,
 }
 
 impl Sleeper {
     /// Returns `false` if the worker had been woken already.
     pub(crate) fn unpark(&self) -> bool {
+        self.parker.unpark()
+    }
+
+    /// A producer's unpark, stamped with `now` when it gave the token.
+    fn unpark_at(&self, now: &Clock) -> bool {
+        // The stamp first: the unpark's Release (the parker's token) then
+        // publishes it to the woken worker's Acquire in `park`.
+        let t = now.now().as_nanos().max(1);
+        // Relaxed: published by the unpark (above); a stamp of a failed
+        // unpark is overwritten by the next or read as a later wake.
+        self.woken_at.store(t, Ordering::Relaxed);
         self.parker.unpark()
     }
 }
@@ -109,11 +124,14 @@ pub(crate) struct Idle {
     sleepers: Box<[CachePadded<Sleeper>]>,
     /// Unparks done by producers (slow path only).
     wakes: AtomicU64,
+    /// Stamps producers' unparks (slow path only).
+    clock: Clock,
 }
 
 impl Idle {
-    pub(crate) fn new(workers: usize) -> Idle {
+    pub(crate) fn new(workers: usize, clock: Clock) -> Idle {
         Idle {
+            clock,
             sleeping: CachePadded::new(AtomicUsize::new(0)),
             sleepers: (0..workers)
                 .map(|_| CachePadded::new(Sleeper::default()))
@@ -144,11 +162,15 @@ impl Idle {
     }
 
     /// Parks worker `worker` after an announcement, then withdraws it.
-    /// Returns whether it was unparked (rather than timing out).
-    pub(crate) fn sleep(&self, worker: usize, timeout: Option<Duration>) -> bool {
-        let woken = self.sleepers[worker].parker.park(timeout);
+    /// Returns, if a producer unparked it (rather than a timeout or
+    /// shutdown), when it did.
+    pub(crate) fn sleep(&self, worker: usize, timeout: Option<Duration>) -> Option<Timestamp> {
+        let s = &self.sleepers[worker];
+        let woken = s.parker.park(timeout);
         self.cancel(worker);
-        woken
+        // Relaxed: the token's Acquire in `park` made the stamp visible.
+        let at = s.woken_at.swap(0, Ordering::Relaxed);
+        (woken && at != 0).then(|| Timestamp::from_nanos(at))
     }
 
     /// Called by a producer after it pushed a job to `shard`. `only_owner`
@@ -204,7 +226,7 @@ impl Idle {
         if only_owner {
             // A keyed job's owner is woken even if it looks awake: an unpark
             // only costs a token then, and it keeps the argument local.
-            owner.unpark();
+            owner.unpark_at(&self.clock);
             return;
         }
         // Unkeyed jobs wake workers that are asleep and not woken yet: the
@@ -215,7 +237,7 @@ impl Idle {
         let mut want = jobs.div_ceil(WAKE_PER).max(1);
         for i in 0..n {
             let s = &self.sleepers[(shard + i) % n];
-            if s.asleep.load(Ordering::Relaxed) && s.unpark() {
+            if s.asleep.load(Ordering::Relaxed) && s.unpark_at(&self.clock) {
                 want -= 1;
                 if want == 0 {
                     return;

@@ -57,6 +57,12 @@ fn json_one(args: &Args, o: &Outcome) -> Value {
         "queue_wait_ns": pct(&h.queue_wait),
         "service_ns": pct(&h.service),
         "end_to_end_ns": pct(&h.end_to_end),
+        "pauses_ns": {
+            "commit": pct(&o.metrics.pauses.commit),
+            "publish": pct(&o.metrics.pauses.publish),
+            "timers": pct(&o.metrics.pauses.timers),
+            "wake": pct(&o.metrics.pauses.wake),
+        },
         "lanes": lanes,
         "metrics": o.metrics,
     });
@@ -176,7 +182,9 @@ fn text_one(args: &Args, o: &Outcome) -> String {
         s,
         "\njob latency (µs)      p50       p90       p99      p999       max"
     );
-    for (name, h) in o.metrics.histograms.named() {
+    let pauses = o.metrics.pauses.named().map(|(n, h)| (n, h));
+    let named = o.metrics.histograms.named().into_iter();
+    for (name, h) in named.chain(pauses.into_iter().filter(|(_, h)| !h.is_empty())) {
         let l = LatencySummary::of(h);
         let _ = writeln!(
             s,
