@@ -125,6 +125,10 @@ fn counters_add_up_after_a_run_with_faults() {
     assert_eq!(m.histograms.queue_wait.len(), c.started);
     assert_eq!(m.histograms.end_to_end.len(), c.completed + c.dead);
     assert_eq!(m.service_ns.count, c.started);
+    // Worker pauses: the commits made before those samples were published,
+    // and the timer work that made the retries due, were timed too.
+    assert!(!m.pauses.commit.is_empty(), "no commit pause recorded");
+    assert!(!m.pauses.timers.is_empty(), "no timer pause recorded");
     // The interval since build holds everything; the next one nothing.
     let first = engine.metrics_interval();
     assert_eq!(first.service.len(), c.started);

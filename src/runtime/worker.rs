@@ -433,7 +433,8 @@ impl<T: Send + 'static> Worker<T> {
     fn paused(&mut self, kind: Pause, since: Timestamp) {
         if self.recorder.is_on() {
             let ns = self.shared.clock.now().as_nanos();
-            self.recorder.pause(kind, ns.saturating_sub(since.as_nanos()));
+            self.recorder
+                .pause(kind, ns.saturating_sub(since.as_nanos()));
         }
     }
 
