@@ -4,10 +4,11 @@
 //! Prints the throughput table (system, jobs/s, ns/job, and how many times
 //! quay's rate each system's is), quay's per-job cost at two run lengths,
 //! the queue-wait table at fixed offered loads, and the slow-handler table
-//! (1 % of jobs busy-wait 1 ms; 2 workers; every run's row, quay and the
+//! (1 % of jobs block 1 ms; 2 workers; every run's row, quay and the
 //! crossbeam and kanal pools interleaved). `--quick` (or
 //! `QUAY_COMPARE_QUICK=1`) makes every run short: a smoke test for CI.
-//! `--csv PATH` also writes the throughput rows for plotting.
+//! `--csv PATH` also writes the throughput rows for plotting;
+//! `--slow-only` prints only the slow-handler table.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -30,6 +31,12 @@ fn main() {
         .position(|a| a == "--svg")
         .and_then(|i| args.get(i + 1))
         .cloned();
+    if args.iter().any(|a| a == "--slow-only") {
+        // The slow-handler table alone (for A/B runs of that shape).
+        let dur = Duration::from_millis(if quick { 100 } else { 2_000 });
+        common::slow::print_table(dur, if quick { 1 } else { 3 });
+        return;
+    }
     let mut bars: Vec<(String, &str, f64)> = Vec::new();
     let n: u64 = if quick { 20_000 } else { 2_000_000 };
     let reps = if quick { 1 } else { 3 };
