@@ -455,6 +455,7 @@ pub mod latency {
             "{:<10} {:<28} {:>9} {:>9} {:>9} {:>9}  (µs)",
             "offered", "system", "p50", "p99", "p999", "max"
         );
+        let mut pauses = Vec::new();
         for load in [100_000u64, 200_000, 500_000] {
             for sys in [
                 LatSystem::Quay(IdleStrategy::BusySpin),
@@ -462,7 +463,11 @@ pub mod latency {
                 LatSystem::Quay(IdleStrategy::Park),
                 LatSystem::CrossbeamPool,
             ] {
-                let s = LatencySummary::of(&offered(sys, load, dur));
+                let (h, p) = offered_with_pauses(sys, load, dur);
+                let s = LatencySummary::of(&h);
+                if let Some(p) = p {
+                    pauses.push((load, sys.name(), p));
+                }
                 let us = |v: u64| v as f64 / 1_000.0;
                 println!(
                     "{:<10} {:<28} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
@@ -475,14 +480,57 @@ pub mod latency {
                 );
             }
         }
+        print_pauses(&pauses);
     }
 
     fn hist() -> Histogram<u64> {
         Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("bounds")
     }
 
+    /// Prints quay's worker pauses (`MetricsSnapshot::pauses`) of the runs
+    /// above: what a job that arrived during one waited for.
+    fn print_pauses(pauses: &[(u64, String, quay::Pauses)]) {
+        use quay::LatencySummary;
+        println!("\nquay's worker pauses in those runs (count, p50 / p99 / max, µs)");
+        println!(
+            "{:<10} {:<28} {:<30} {:<30} {:<30}",
+            "offered", "system", "commit", "publish", "wake"
+        );
+        let us = |v: u64| v as f64 / 1_000.0;
+        for (load, name, p) in pauses {
+            let cell = |h: &Histogram<u64>| {
+                let s = LatencySummary::of(h);
+                format!(
+                    "{} × {:.1} / {:.1} / {:.1}",
+                    h.len(),
+                    us(s.p50),
+                    us(s.p99),
+                    us(s.max)
+                )
+            };
+            println!(
+                "{:<10} {:<28} {:<30} {:<30} {:<30}",
+                format!("{}k/s", load / 1_000),
+                name,
+                cell(&p.commit),
+                cell(&p.publish),
+                cell(&p.wake)
+            );
+        }
+    }
+
     /// Offers `rate` jobs/s for `dur` from one producer to one worker.
     pub fn offered(sys: LatSystem, rate: u64, dur: Duration) -> Histogram<u64> {
+        offered_with_pauses(sys, rate, dur).0
+    }
+
+    /// [`offered`], with quay's worker pauses (`None` for the pool).
+    fn offered_with_pauses(
+        sys: LatSystem,
+        rate: u64,
+        dur: Duration,
+    ) -> (Histogram<u64>, Option<quay::Pauses>) {
+        let mut pauses = None;
         let n = (rate as f64 * dur.as_secs_f64()) as u64;
         let period = Duration::from_secs_f64(1.0 / rate as f64);
         // The schedule starts at the first send, once the system is built:
@@ -530,6 +578,8 @@ pub mod latency {
                     });
                 });
                 engine.shutdown();
+                // The workers are joined: they published everything.
+                pauses = Some(engine.metrics().pauses);
             }
             LatSystem::CrossbeamPool => {
                 let (tx, rx) = crossbeam::channel::bounded::<u64>(CHANNEL_CAP);
@@ -554,6 +604,6 @@ pub mod latency {
             }
         }
         let out = h.lock().unwrap().clone();
-        out
+        (out, pauses)
     }
 }
