@@ -99,31 +99,75 @@ impl LogBuckets {
         self.samples == 0
     }
 
-    /// Adds every sample into each of `into` (histograms of 3 significant
-    /// digits and lowest 1, as `latency::histogram` makes), then clears.
-    /// Visits only the chunks that hold samples.
-    pub(crate) fn drain_into(&mut self, into: &mut [&mut Histogram<u64>]) {
-        for w in 0..WORDS {
-            let mut bits = std::mem::take(&mut self.touched[w]);
-            while bits != 0 {
-                let chunk = w * 64 + bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                let start = chunk * CHUNK;
-                let end = (start + CHUNK).min(LEN);
-                for i in start..end {
-                    let n = std::mem::take(&mut self.counts[i]);
-                    if n > 0 {
-                        let v = lowest_of(i);
-                        for h in into.iter_mut() {
-                            // Same bounds as ours: cannot fail; saturate
-                            // rather than panic if it ever did.
-                            let _ = h.record_n(v, u64::from(n));
-                        }
-                    }
+    /// Adds every sample into each of `into`, then clears, visiting only
+    /// the chunks that hold samples.
+    pub(crate) fn drain_into(&mut self, into: &mut [&mut WideBuckets]) {
+        let touched = std::mem::take(&mut self.touched);
+        for_each_chunk(&touched, |start, end| {
+            for t in into.iter_mut() {
+                let dst = &mut t.counts[start..end];
+                for (d, &n) in dst.iter_mut().zip(&self.counts[start..end]) {
+                    *d += u64::from(n);
+                }
+                let chunk = start / CHUNK;
+                t.touched[chunk / 64] |= 1 << (chunk % 64);
+            }
+            self.counts[start..end].fill(0);
+        });
+        self.samples = 0;
+    }
+}
+
+/// The published side of [`LogBuckets`]: 64-bit counts in the same
+/// layout, which a worker's flush adds into chunk by chunk (no hdrhistogram
+/// call, and nothing cold but the chunks it touches), and which a reader
+/// turns into a `Histogram` when it asks.
+pub(crate) struct WideBuckets {
+    counts: Box<[u64]>,
+    touched: [u64; WORDS],
+}
+
+impl Default for WideBuckets {
+    fn default() -> WideBuckets {
+        WideBuckets {
+            counts: vec![0; LEN].into_boxed_slice(),
+            touched: [0; WORDS],
+        }
+    }
+}
+
+impl WideBuckets {
+    /// Adds every count into `h` (a histogram of 3 significant digits and
+    /// lowest 1, as `latency::histogram` makes: the fold is exact).
+    pub(crate) fn add_to(&self, h: &mut Histogram<u64>) {
+        for_each_chunk(&self.touched, |start, end| {
+            for (i, &n) in self.counts[start..end].iter().enumerate() {
+                if n > 0 {
+                    // Same bounds as ours: cannot fail.
+                    let _ = h.record_n(lowest_of(start + i), n);
                 }
             }
+        });
+    }
+
+    /// Empties it, visiting only the chunks that hold counts.
+    pub(crate) fn clear(&mut self) {
+        let touched = std::mem::take(&mut self.touched);
+        for_each_chunk(&touched, |start, end| self.counts[start..end].fill(0));
+    }
+}
+
+/// Calls `f(start, end)` for the counter range of each chunk set in
+/// `touched`.
+fn for_each_chunk(touched: &[u64; WORDS], mut f: impl FnMut(usize, usize)) {
+    for (w, &word) in touched.iter().enumerate() {
+        let mut bits = word;
+        while bits != 0 {
+            let chunk = w * 64 + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let start = chunk * CHUNK;
+            f(start, (start + CHUNK).min(LEN));
         }
-        self.samples = 0;
     }
 }
 
@@ -173,8 +217,16 @@ mod tests {
             direct.record(v.min(HIGHEST)).unwrap();
             local.record(v);
         }
+        let (mut wa, mut wb) = (WideBuckets::default(), WideBuckets::default());
+        local.drain_into(&mut [&mut wa, &mut wb]);
         let (mut a, mut b) = (hist(), hist());
-        local.drain_into(&mut [&mut a, &mut b]);
+        wa.add_to(&mut a);
+        wb.add_to(&mut b);
+        wb.clear();
+        assert!(wb.counts.iter().all(|&c| c == 0));
+        let mut empty = hist();
+        wb.add_to(&mut empty);
+        assert!(empty.is_empty());
         assert!(local.is_empty());
         assert!(local.touched.iter().all(|&w| w == 0));
         assert!(local.counts.iter().all(|&c| c == 0));

@@ -16,7 +16,7 @@
 use crate::clock::Timestamp;
 use crate::loom::relock;
 use crate::loom::sync::Mutex;
-use crate::observe::buckets::LogBuckets;
+use crate::observe::buckets::{LogBuckets, WideBuckets};
 use crate::observe::pauses::{Pause, Pauses};
 use hdrhistogram::Histogram;
 
@@ -65,12 +65,6 @@ impl Histograms {
         let _ = self.end_to_end.add(&other.end_to_end);
     }
 
-    pub(crate) fn reset(&mut self) {
-        self.queue_wait.reset();
-        self.service.reset();
-        self.end_to_end.reset();
-    }
-
     /// The named histograms, for iteration: `queue_wait`, `service`,
     /// `end_to_end`.
     pub fn named(&self) -> [(&'static str, &Histogram<u64>); 3] {
@@ -84,38 +78,53 @@ impl Histograms {
 
 /// What readers share with one worker: everything it flushed, in total and
 /// since the last `metrics_interval` call, under one lock so that the two
-/// never disagree.
+/// never disagree. Kept in [`WideBuckets`] (hdrhistogram's layout) so that
+/// a worker's flush is additions into the chunks it touched; readers build
+/// the `Histogram`s.
 #[derive(Default)]
 pub(crate) struct LatencySlot {
     inner: Mutex<Published>,
 }
 
+/// Indexed `[queue_wait, service, end_to_end]`, and pauses by `Pause`.
 #[derive(Default)]
 struct Published {
-    total: Histograms,
-    interval: Histograms,
-    pauses: Pauses,
+    total: [WideBuckets; 3],
+    interval: [WideBuckets; 3],
+    pauses: [WideBuckets; 4],
 }
 
 impl LatencySlot {
     /// Adds this worker's published samples into `into`.
     pub(crate) fn add_total_to(&self, into: &mut Histograms) {
         let p = relock(self.inner.lock());
-        into.add(&p.total);
+        let [q, s, e] = &p.total;
+        q.add_to(&mut into.queue_wait);
+        s.add_to(&mut into.service);
+        e.add_to(&mut into.end_to_end);
     }
 
     /// Adds this worker's published pauses into `into`.
     pub(crate) fn add_pauses_to(&self, into: &mut Pauses) {
         let p = relock(self.inner.lock());
-        into.add(&p.pauses);
+        let [c, pu, t, w] = &p.pauses;
+        c.add_to(&mut into.commit);
+        pu.add_to(&mut into.publish);
+        t.add_to(&mut into.timers);
+        w.add_to(&mut into.wake);
     }
 
     /// Adds this worker's samples since the last call into `into`, and
     /// starts a new interval.
     pub(crate) fn take_interval_into(&self, into: &mut Histograms) {
         let mut p = relock(self.inner.lock());
-        into.add(&p.interval);
-        p.interval.reset();
+        let [q, s, e] = &mut p.interval;
+        q.add_to(&mut into.queue_wait);
+        s.add_to(&mut into.service);
+        e.add_to(&mut into.end_to_end);
+        for b in p.interval.iter_mut() {
+            b.clear();
+        }
     }
 }
 
@@ -192,19 +201,14 @@ impl Recorder {
         }
         let mut guard = relock(slot.inner.lock());
         let p = &mut *guard;
-        let (t, i) = (&mut p.total, &mut p.interval);
-        l.queue_wait
-            .drain_into(&mut [&mut t.queue_wait, &mut i.queue_wait]);
-        l.service.drain_into(&mut [&mut t.service, &mut i.service]);
-        l.end_to_end
-            .drain_into(&mut [&mut t.end_to_end, &mut i.end_to_end]);
+        let ([tq, ts, te], [iq, is, ie]) = (&mut p.total, &mut p.interval);
+        l.queue_wait.drain_into(&mut [tq, iq]);
+        l.service.drain_into(&mut [ts, is]);
+        l.end_to_end.drain_into(&mut [te, ie]);
         if paused {
-            let [c, pu, ti, w] = &mut l.pauses;
-            let q = &mut p.pauses;
-            c.drain_into(&mut [&mut q.commit]);
-            pu.drain_into(&mut [&mut q.publish]);
-            ti.drain_into(&mut [&mut q.timers]);
-            w.drain_into(&mut [&mut q.wake]);
+            for (local, published) in l.pauses.iter_mut().zip(p.pauses.iter_mut()) {
+                local.drain_into(&mut [published]);
+            }
         }
         drop(guard);
         self.unflushed = 0;

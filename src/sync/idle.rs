@@ -143,8 +143,14 @@ impl Idle {
     /// Worker `worker` announces it is about to sleep. It must re-check its
     /// queues afterwards, then call [`Idle::sleep`] or [`Idle::cancel`].
     pub(crate) fn announce(&self, worker: usize) {
+        let s = &self.sleepers[worker];
+        // A stamp left by an unpark that found the worker awake (its token
+        // then ends the coming park at once) is not this sleep's wake-up:
+        // without this, the `wake` pause would count the whole busy spell
+        // since. Relaxed: only this worker reads the stamp.
+        s.woken_at.store(0, Ordering::Relaxed);
         // Relaxed: ordered before the producer's load by the fence below.
-        self.sleepers[worker].asleep.store(true, Ordering::Relaxed);
+        s.asleep.store(true, Ordering::Relaxed);
         // Relaxed: ordered by the fence below (an RMW only because several
         // workers count themselves in it).
         self.sleeping.fetch_add(1, Ordering::Relaxed);
