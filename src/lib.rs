@@ -213,6 +213,11 @@ pub mod __loom {
             self.0.notify(shard, false)
         }
 
+        /// A producer's check after pushing `jobs` unkeyed jobs at once.
+        pub fn notify_many(&self, shard: usize, jobs: usize) {
+            self.0.notify_many(shard, jobs)
+        }
+
         /// The same without the fence: a plain load (unsound).
         pub fn notify_unfenced(&self, shard: usize) {
             self.0.notify_unfenced(shard, false)

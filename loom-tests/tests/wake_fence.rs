@@ -10,6 +10,9 @@
 //! - `fenced`: the real `notify` (a `SeqCst` fence, then a load). Passes:
 //!   the fences are ordered, so either the re-check sees the push or the
 //!   load sees the announce.
+//! - `a_batch_wakes_every_sleeper_it_has_work_for`: one `notify_many` for
+//!   a pushed batch wakes both sleepers (one `notify` would not: see the
+//!   model's docs).
 //! - `unfenced_loses_a_wake_up`: the same with a plain load and no fence
 //!   (`notify_unfenced`). Must fail: loom finds the store-buffering outcome
 //!   where the producer reads no sleeper and the worker's re-check reads no
@@ -60,4 +63,48 @@ fn fenced() {
 #[should_panic(expected = "deadlock")]
 fn unfenced_loses_a_wake_up() {
     model("wake_fence::unfenced_loses_a_wake_up", false);
+}
+
+/// Two workers going to sleep, and one producer pushing a batch of 16 jobs
+/// to shard 0 with one `notify_many`: both workers must end up running
+/// (each either sees the jobs in its re-check or is woken). With a single
+/// `notify` (one wake-up for the whole batch) the second sleeper stays
+/// parked behind a batch it could help with: run with `many == false`,
+/// loom reports that deadlock (and then aborts while unwinding the three
+/// model threads, which is why it is not kept as a `should_panic` test).
+fn batch_model(name: &str, many: bool) {
+    check(name, move || {
+        let idle = Arc::new(Idle::new(2));
+        let ring = Arc::new(Ring::<u64>::new(16));
+        let workers: Vec<_> = (0..2)
+            .map(|w| {
+                let (idle, ring) = (idle.clone(), ring.clone());
+                thread::spawn(move || {
+                    idle.announce(w);
+                    // The re-check: any job is work for this worker (a
+                    // thief takes half of what it sees).
+                    if ring.is_empty() {
+                        idle.sleep(w);
+                    } else {
+                        idle.cancel(w);
+                    }
+                })
+            })
+            .collect();
+        let mut batch: std::collections::VecDeque<u64> = (0..16).collect();
+        assert_eq!(ring.push_batch(&mut batch), 16);
+        if many {
+            idle.notify_many(0, 16);
+        } else {
+            idle.notify(0);
+        }
+        for w in workers {
+            w.join().unwrap();
+        }
+    });
+}
+
+#[test]
+fn a_batch_wakes_every_sleeper_it_has_work_for() {
+    batch_model("wake_fence::a_batch_wakes_every_sleeper", true);
 }
