@@ -10,8 +10,9 @@
 //!   every millisecond while busy, and whenever the worker runs dry;
 //! - `publish`: a worker folding its local latency samples into the shared
 //!   histograms (every 16 384 samples, and after 200 µs idle);
-//! - `timers`: moving due retries and delayed jobs to the ready queue (only
-//!   timed when something was due);
+//! - `timers`: from the claim's clock read to due retries and delayed jobs
+//!   moved to the ready queue, which includes admitting the claimed inbox
+//!   jobs into the key table (only timed when something was due);
 //! - `wake`: from a producer's unpark of a sleeping worker to the worker
 //!   running again (the futex wake-up and the scheduler's delay; only for
 //!   wake-ups a producer made, not timeouts).
