@@ -4,9 +4,10 @@
 //! Each worker records into its own buckets (`Recorder::local`, in
 //! [`LogBuckets`]: hdrhistogram's layout, nanoseconds with 3 significant
 //! digits). Every [`FLUSH_EVERY`] samples, once it has been idle for
-//! 200 µs, and when it stops, it folds them into its [`LatencySlot`] (a
-//! mutex the readers share, holding hdrhistogram histograms), visiting
-//! only the buckets that hold samples, and clears them. A sample costs one
+//! 200 µs, and when it stops, it adds them into its [`LatencySlot`] (a
+//! mutex the readers share, holding [`WideBuckets`] of the same layout,
+//! from which readers build hdrhistogram histograms), visiting only the
+//! chunks that hold samples, and clears them. A sample costs one
 //! clock read (an attempt starts where the one before it ended: see
 //! `worker.rs`) and three array increments; a reader sees every sample up
 //! to the worker's last flush: at

@@ -428,6 +428,15 @@ impl<T: Send + 'static> Worker<T> {
         self.paused(Pause::Commit, now);
     }
 
+    /// The clock, read only when latency is recorded (else the epoch).
+    fn now_if_recording(&self) -> Timestamp {
+        if self.recorder.is_on() {
+            self.shared.clock.now()
+        } else {
+            Timestamp::default()
+        }
+    }
+
     /// Records a pause of kind `kind` that began at `since` and ends now
     /// (`observe/pauses.rs`): a clock read, with latency recording on.
     fn paused(&mut self, kind: Pause, since: Timestamp) {
@@ -442,12 +451,7 @@ impl<T: Send + 'static> Worker<T> {
     /// context and the start time (read only when latency is recorded).
     pub(crate) fn begin(&mut self, env: &mut Envelope<T>) -> (JobContext, Timestamp) {
         let ctx = self.begin_at(env);
-        let start = if self.recorder.is_on() {
-            self.shared.clock.now()
-        } else {
-            Timestamp::default()
-        };
-        (ctx, start)
+        (ctx, self.now_if_recording())
     }
 
     /// Starts an attempt of `env` whose start time the caller knows.
@@ -517,11 +521,7 @@ impl<T: Send + 'static> Worker<T> {
 
     fn publish(&mut self) {
         self.dirty = false;
-        let since = if self.recorder.is_on() {
-            self.shared.clock.now()
-        } else {
-            Timestamp::default()
-        };
+        let since = self.now_if_recording();
         self.recorder.flush(&self.shared.latency[self.index]);
         self.store_gauges();
         // Published with the next flush.

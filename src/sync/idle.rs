@@ -104,8 +104,8 @@ impl Sleeper {
         // The stamp first: the unpark's Release (the parker's token) then
         // publishes it to the woken worker's Acquire in `park`.
         let t = now.now().as_nanos().max(1);
-        // Relaxed: published by the unpark (above); a stamp of a failed
-        // unpark is overwritten by the next or read as a later wake.
+        // Relaxed: published by the unpark below. A stamp of an unpark that
+        // found the worker awake is cleared at its next announce.
         self.woken_at.store(t, Ordering::Relaxed);
         self.parker.unpark()
     }
