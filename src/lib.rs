@@ -193,19 +193,21 @@ pub mod __loom {
             ))
         }
 
-        /// A worker announces it is going to sleep (then re-checks).
-        pub fn announce(&self, worker: usize) {
-            self.0.announce(worker)
+        /// A worker with room to claim announces it is going to sleep
+        /// (then re-checks, and ends the announcement with `cancel` or
+        /// `sleep`).
+        pub fn announce(&self, worker: usize) -> Announced {
+            Announced(self.0.announce(worker, true))
         }
 
         /// The re-check found work.
-        pub fn cancel(&self, worker: usize) {
-            self.0.cancel(worker)
+        pub fn cancel(&self, a: Announced) {
+            self.0.cancel(a.0)
         }
 
         /// Parks until unparked, then withdraws the announcement.
-        pub fn sleep(&self, worker: usize) {
-            self.0.sleep(worker, None);
+        pub fn sleep(&self, a: Announced) {
+            self.0.sleep(a.0, None);
         }
 
         /// A producer's check after an unkeyed push to `shard`.
@@ -223,6 +225,10 @@ pub mod __loom {
             self.0.notify_unfenced(shard, false)
         }
     }
+
+    /// A worker's announcement that it is going to sleep.
+    #[derive(Debug)]
+    pub struct Announced(crate::sync::idle::Announced);
 
     /// Sets the calling loom thread's home index (its home shard is this
     /// modulo the shard count); 0 unless set.

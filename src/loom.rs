@@ -16,7 +16,7 @@ mod imp {
 
         pub(crate) mod atomic {
             pub(crate) use std::sync::atomic::{
-                fence, AtomicBool, AtomicU64, AtomicUsize, Ordering,
+                fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering,
             };
         }
     }
@@ -137,7 +137,7 @@ mod imp {
 
         pub(crate) mod atomic {
             pub(crate) use loom::sync::atomic::{
-                fence, AtomicBool, AtomicU64, AtomicUsize, Ordering,
+                fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering,
             };
         }
     }

@@ -113,12 +113,12 @@ fn a_submit_blocked_on_full_rings_sleeps_until_its_deadline() {
     for n in 1..=2u64 {
         engine.submit(Job::new(n, n)).unwrap();
     }
-    let before = engine.metrics().counters.rejected_full;
+    let before = engine.metrics().counters.full_attempts;
     match engine.submit_timeout(Job::new(3u64, 3), Duration::from_millis(200)) {
         Err(SubmitError::Timeout(job)) => assert_eq!(job.into_payload(), 3),
         other => panic!("expected Timeout, got {other:?}"),
     }
-    let attempts = engine.metrics().counters.rejected_full - before;
+    let attempts = engine.metrics().counters.full_attempts - before;
     // 16 spins, then one look per 1 ms poll: about 220 over 200 ms (the old
     // code made hundreds of thousands, waking itself on its own release).
     assert!(attempts < 1_000, "{attempts} attempts while blocked");
@@ -138,12 +138,12 @@ fn a_submit_blocked_on_full_rings_sleeps_until_its_deadline() {
 fn a_blocked_submit_sleeps_until_its_deadline() {
     let (engine, latch) = held_engine(4_096, 1);
     engine.submit(Job::new(1u64, 1)).unwrap();
-    let before = engine.metrics().counters.rejected_full;
+    let before = engine.metrics().counters.full_attempts;
     match engine.submit_timeout(Job::new(2u64, 2), Duration::from_millis(200)) {
         Err(SubmitError::Timeout(job)) => assert_eq!(job.into_payload(), 2),
         other => panic!("expected Timeout, got {other:?}"),
     }
-    let attempts = engine.metrics().counters.rejected_full - before;
+    let attempts = engine.metrics().counters.full_attempts - before;
     // 16 spins, then one per 1 ms poll: no release came.
     assert!(attempts < 1_000, "{attempts} attempts while blocked");
     latch.open();

@@ -43,12 +43,12 @@ fn model(name: &str, fenced: bool) {
             if ring.pop().is_some() {
                 break;
             }
-            idle.announce(0);
+            let a = idle.announce(0);
             if ring.pop().is_some() {
-                idle.cancel(0);
+                idle.cancel(a);
                 break;
             }
-            idle.sleep(0);
+            idle.sleep(a);
         }
         producer.join().unwrap();
     });
@@ -80,13 +80,13 @@ fn batch_model(name: &str, many: bool) {
             .map(|w| {
                 let (idle, ring) = (idle.clone(), ring.clone());
                 thread::spawn(move || {
-                    idle.announce(w);
+                    let a = idle.announce(w);
                     // The re-check: any job is work for this worker (a
                     // thief takes half of what it sees).
                     if ring.is_empty() {
-                        idle.sleep(w);
+                        idle.sleep(a);
                     } else {
-                        idle.cancel(w);
+                        idle.cancel(a);
                     }
                 })
             })

@@ -24,8 +24,15 @@ pub struct Counters {
     pub accepted: u64,
     /// Submits skipped as duplicates.
     pub duplicates: u64,
-    /// Submits refused with `Full` (a blocking submit's retries included).
+    /// Submit calls refused for capacity: answered `Full` or `Timeout`, a
+    /// batch's jobs refused as `Full`, and async submits given up while
+    /// waiting. One per call, however many times a waiting submit looked.
     pub rejected_full: u64,
+    /// Attempts refused for want of room or capacity: each look a waiting
+    /// submit (`submit`, `submit_timeout`, `submit_async`) makes counts, so
+    /// a call that waits and is then accepted counts here and not in
+    /// `rejected_full`.
+    pub full_attempts: u64,
     /// Attempts started.
     pub started: u64,
     /// Jobs completed (handler returned `Ok`).
@@ -196,6 +203,7 @@ impl MetricsSnapshot {
             ("quay_accepted", c.accepted),
             ("quay_duplicates", c.duplicates),
             ("quay_rejected_full", c.rejected_full),
+            ("quay_full_attempts", c.full_attempts),
             ("quay_started", c.started),
             ("quay_completed", c.completed),
             ("quay_failed_attempts", c.failed_attempts),
@@ -264,6 +272,7 @@ impl Counters {
             accepted,
             duplicates,
             rejected_full,
+            full_attempts,
             started,
             completed,
             failed_attempts,
@@ -283,6 +292,7 @@ impl Counters {
         self.accepted += accepted;
         self.duplicates += duplicates;
         self.rejected_full += rejected_full;
+        self.full_attempts += full_attempts;
         self.started += started;
         self.completed += completed;
         self.failed_attempts += failed_attempts;

@@ -50,6 +50,9 @@ pub(crate) struct WorkerStats {
     pub(crate) delayed: Counter,
     pub(crate) retry_waiting: Counter,
     pub(crate) live_keys: Counter,
+    /// When the worker's earliest timer falls due (engine clock, ns;
+    /// `u64::MAX`: none), as of its last publish.
+    pub(crate) next_due: Counter,
     /// Set by the worker when it finds nothing it may run, after storing
     /// its gauges (`Worker::tell_idle`); cleared when it finds work. Read
     /// by a dropped engine's shutdown (`Shared::only_not_due_held`).

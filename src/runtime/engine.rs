@@ -220,30 +220,14 @@ impl<T: Send + 'static> Engine<T> {
             let make = make.clone();
             let spawned = thread::Builder::new()
                 .name(format!("quay-{}-{i}", shared.config.name))
-                // The runner is made on the worker's own thread: an async
-                // runner's futures never cross threads.
                 .spawn(move || {
-                    let runner = make.make(i, w.shared());
-                    let Some(context) = w.shared().config.worker_context.clone() else {
-                        return w.run(runner);
-                    };
                     let shared = w.shared().clone();
-                    let mut once = Some((w, runner));
-                    let mut out = None;
-                    let mut run = || {
-                        if let Some((w, r)) = once.take() {
-                            out = Some(w.run(r));
-                        }
-                    };
-                    // The caller's code: a panic before `run` is contained,
-                    // one inside it is the loop's own (it contains its
-                    // handlers' panics).
-                    if crate::job::guard::call(|| (context.0)(&mut run)).is_err() {
-                        shared.sem.count_contained(1);
-                    }
-                    // Not called (or a panic came first): run without it.
-                    run();
-                    out.unwrap_or_default()
+                    let out = run_worker(w, &*make, i);
+                    // The factory holds the user's handler: on the last
+                    // worker to end, this is the handler's `Drop`, user code
+                    // that must not unwind the thread with `out` in hand.
+                    shared.sem.drop_user(make);
+                    out
                 });
             match spawned {
                 Ok(h) => workers.push(h),
@@ -485,16 +469,49 @@ impl<T: Send + 'static> Engine<T> {
     }
 }
 
+/// A worker thread's body: makes its runner on this thread (an async
+/// runner's futures never cross threads) and runs the loop, inside the
+/// user's worker context if one is set. Returns the jobs it held.
+fn run_worker<T, M>(w: Worker<T>, make: &M, i: usize) -> Vec<Envelope<T>>
+where
+    T: Send + 'static,
+    M: MakeRunner<T>,
+{
+    let runner = make.make(i, w.shared());
+    let Some(context) = w.shared().config.worker_context.clone() else {
+        return w.run(runner);
+    };
+    let shared = w.shared().clone();
+    let mut once = Some((w, runner));
+    let mut out = None;
+    let mut run = || {
+        if let Some((w, r)) = once.take() {
+            out = Some(w.run(r));
+        }
+    };
+    // The caller's code: a panic before `run` is contained, one inside it
+    // is the loop's own (it contains its handlers' panics).
+    if crate::job::guard::call(|| (context.0)(&mut run)).is_err() {
+        shared.sem.count_contained(1);
+    }
+    // Not called (or a panic came first): run without it.
+    run();
+    // The context is user state too.
+    shared.sem.drop_user(context);
+    out.unwrap_or_default()
+}
+
 /// The longest a dropped engine spends running jobs that are due, before it
 /// returns the rest (plus the time its running handlers take to finish).
 pub const DROP_GRACE: Duration = Duration::from_secs(1);
 
 impl<T: Send + 'static> Drop for Engine<T> {
     /// Dropping an engine that was not shut down closes it and runs the
-    /// jobs that are due, for at most [`DROP_GRACE`] (1 s) plus the time
-    /// running handlers take to finish. Jobs that are not due (delayed,
-    /// waiting to retry, or waiting behind such a job's key) are not
-    /// waited for. Every job that did not run is counted as returned, its
+    /// jobs that are due, and those that fall due within [`DROP_GRACE`]
+    /// (1 s, on the engine's clock) of the drop, for at most that grace
+    /// plus the time running handlers take to finish. Jobs that fall due
+    /// later (delayed, waiting to retry, or waiting behind such a job's
+    /// key) are not waited for. Every job that did not run is counted as returned, its
     /// payload dropped, and one line on stderr says how many: call
     /// [`shutdown`](Engine::shutdown) to get them back instead. Dropped by
     /// one of its own handlers (which cannot join its own worker), it
@@ -531,8 +548,14 @@ fn drop_shutdown<T: Send + 'static>(
     shared: &Shared<T>,
     handles: Vec<JoinHandle<Vec<Envelope<T>>>>,
 ) {
-    let report =
-        crate::runtime::shutdown::run(shared, handles, Deadline::after(DROP_GRACE), Drain::DueOnly);
+    // The grace's end on the engine's clock: what falls due before it runs.
+    let end = shared.clock.now().saturating_add(DROP_GRACE);
+    let report = crate::runtime::shutdown::run(
+        shared,
+        handles,
+        Deadline::after(DROP_GRACE),
+        Drain::DueBefore(end),
+    );
     let n = report.returned.len();
     for job in report.returned {
         shared.sem.drop_user(job);

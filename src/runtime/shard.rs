@@ -38,6 +38,7 @@ struct ProducerCounts {
     accepted: AtomicU64,
     duplicates: AtomicU64,
     rejected_full: AtomicU64,
+    full_attempts: AtomicU64,
 }
 
 impl<T> Shard<T> {
@@ -93,6 +94,15 @@ impl<T> Shard<T> {
     pub(crate) fn count_rejected_full(&self) {
         // Relaxed: a statistic.
         self.counts.rejected_full.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_full_attempt(&self) {
+        // Relaxed: a statistic.
+        self.counts.full_attempts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn full_attempts(&self) -> u64 {
+        self.counts.full_attempts.load(Ordering::Relaxed)
     }
 
     pub(crate) fn rejected_full(&self) -> u64 {

@@ -63,12 +63,14 @@ impl<T: Send + 'static> Shared<T> {
     pub(crate) fn try_submit(&self, job: Job<T>) -> Result<Submitted, SubmitError<T>> {
         match self.attempt_submit(job) {
             Attempt::Done(r) => r,
-            Attempt::Blocked(job, _) => Err(SubmitError::Full(job)),
+            Attempt::Blocked(job, _) => Err(self.refused_full(job)),
         }
     }
 
     /// [`try_submit`](Self::try_submit), saying what a job refused as full
-    /// waits for: capacity, or ring or inbox room (see `Why`).
+    /// waits for: capacity, or ring or inbox room (see `Why`). A refusal
+    /// for want of room is counted as an attempt (`full_attempts`); the
+    /// call's final answer is counted by the caller (`refused_full`).
     #[inline]
     pub(crate) fn attempt_submit(&self, job: Job<T>) -> Attempt<T> {
         // Start the seen-ID set's likely cache miss now, so it overlaps the
@@ -78,20 +80,42 @@ impl<T: Send + 'static> Shared<T> {
         let env = Envelope::new(job, now);
         // No room: refused before anything is claimed or marked, so there
         // is nothing to undo (and a blocked submit's failed attempt
-        // releases nothing, so it cannot wake itself).
+        // releases nothing, so it cannot wake itself). But a closed engine
+        // is never answered "full": the gate is read before that answer.
         if !self.has_room(&env, now) {
-            self.count_rejected_full(env.job.id);
-            return Attempt::Blocked(env.job, Why::Room);
+            return match self.full_or_closed() {
+                Refused::Closed => Attempt::Done(Err(SubmitError::ShuttingDown(env.job))),
+                Refused::Full => {
+                    self.count_full_attempt();
+                    Attempt::Blocked(env.job, Why::Room)
+                }
+            };
         }
+        // The gate's one word holds `closed` beside `held`: its refusal
+        // says which, in that order.
         match self.gate.try_acquire(1) {
             Ok(_) => {}
             Err(Refused::Full) => {
-                self.count_rejected_full(env.job.id);
+                self.count_full_attempt();
                 return Attempt::Blocked(env.job, Why::Capacity);
             }
             Err(Refused::Closed) => return Attempt::Done(Err(SubmitError::ShuttingDown(env.job))),
         }
         Attempt::Done(Ok(self.admit(env, now)))
+    }
+
+    /// What a submit that found no ring or inbox room answers: `Closed`
+    /// once the gate is closed (a closed engine never answers with a
+    /// transient `Full` or `Timeout`), else `Full`. The gate is read
+    /// after the room check, so a close that happened before the submit
+    /// began is always seen.
+    #[cold]
+    pub(crate) fn full_or_closed(&self) -> Refused {
+        if self.gate.is_closed() {
+            Refused::Closed
+        } else {
+            Refused::Full
+        }
     }
 
     /// Whether the ring or inbox `env` would go to has room now: a hint (a
@@ -111,12 +135,28 @@ impl<T: Send + 'static> Shared<T> {
         (0..n).any(|i| self.shards[(home + i) % n].ring.has_room())
     }
 
-    /// Counts (and traces) a submit of `id` refused for capacity: every
-    /// submit path's `Full` comes through here.
+    /// Counts (and traces) a submit call whose final answer is a refusal
+    /// for capacity (`Full`, `Timeout`, a batch's `Full`, an async submit
+    /// given up while blocked), and hands the job back as `Full`: every
+    /// such call comes through here once.
     #[cold]
-    pub(crate) fn count_rejected_full(&self, id: JobId) {
+    pub(crate) fn refused_full(&self, job: Job<T>) -> SubmitError<T> {
+        self.count_refused_full(job.id);
+        SubmitError::Full(job)
+    }
+
+    /// Counts (and traces) a call refused for capacity, its job `id`.
+    #[cold]
+    pub(crate) fn count_refused_full(&self, id: JobId) {
         self.shards[home_shard(self.shards.len())].count_rejected_full();
         crate::observe::trace::full(&self.sem.lane, id);
+    }
+
+    /// Counts one attempt refused for want of room or capacity (a waiting
+    /// submit makes many per call).
+    #[cold]
+    fn count_full_attempt(&self) {
+        self.shards[home_shard(self.shards.len())].count_full_attempt();
     }
 
     /// Dedups and places an envelope that holds one unit of capacity. A
@@ -124,14 +164,26 @@ impl<T: Send + 'static> Shared<T> {
     /// it: `Semantics::admit_id`).
     #[inline]
     pub(crate) fn admit(&self, env: Envelope<T>, now: Timestamp) -> Submitted {
+        match self.admit_or_return(env, now) {
+            Ok(()) => Submitted::Accepted,
+            Err(dup) => {
+                self.sem.drop_user(dup);
+                Submitted::Duplicate
+            }
+        }
+    }
+
+    /// [`admit`](Self::admit), handing a duplicate back (its unit released
+    /// and counted) for the caller to drop once it holds nothing.
+    #[inline]
+    pub(crate) fn admit_or_return(&self, env: Envelope<T>, now: Timestamp) -> Result<(), Envelope<T>> {
         if !self.sem.admit_id(&env) {
             self.gate.release(1);
             self.shards[home_shard(self.shards.len())].count_duplicates(1);
-            self.sem.drop_user(env);
-            return Submitted::Duplicate;
+            return Err(env);
         }
         self.place(env, now);
-        Submitted::Accepted
+        Ok(())
     }
 
     /// Puts an envelope that holds one unit of capacity into a shard:
@@ -185,9 +237,9 @@ impl<T: Send + 'static> Shared<T> {
         }
         let mut backoff = crate::sync::idle::Backoff::default();
         for _ in 0..16 {
-            match self.try_submit(job) {
-                Err(SubmitError::Full(j)) => job = j,
-                other => return other,
+            match self.attempt_submit(job) {
+                Attempt::Blocked(j, _) => job = j,
+                Attempt::Done(r) => return r,
             }
             backoff.snooze();
         }
@@ -195,14 +247,18 @@ impl<T: Send + 'static> Shared<T> {
         // it cannot wake itself: the waiter sleeps until a worker (or a
         // duplicate, or shutdown) releases a unit, or a worker claims jobs
         // and so frees ring or inbox room (`Gate::room_freed`), if that is
-        // what it waits for.
+        // what it waits for. A close wakes it too, and its next attempt
+        // answers `ShuttingDown` (`attempt_submit` reads the gate first).
         let out = self
             .gate
             .wait_until(deadline, None, job, |j| match self.attempt_submit(j) {
                 Attempt::Blocked(j, why) => Err((j, why)),
                 Attempt::Done(r) => Ok(r),
             });
-        out.unwrap_or_else(|j| Err(SubmitError::Timeout(j)))
+        out.unwrap_or_else(|j| match self.refused_full(j) {
+            SubmitError::Full(j) => Err(SubmitError::Timeout(j)),
+            other => Err(other),
+        })
     }
 
     /// Cuts short a graceful shutdown's wait for the drain (`shutdown_now`
@@ -215,17 +271,22 @@ impl<T: Send + 'static> Shared<T> {
         self.gate.wake_all();
     }
 
-    /// Whether every worker is idle and the `held` jobs are all ones the
+    /// Whether every worker is idle, the `held` jobs are all ones the
     /// workers hold but may not run yet (delayed, waiting to retry, or
-    /// waiting behind their key), as each worker told when it went idle.
-    /// Jobs still in a ring, inbox or overflow, or claimed, are in `held`
-    /// but not in the sum, so the answer is no while any is left.
-    pub(crate) fn only_not_due_held(&self, held: u64) -> bool {
+    /// waiting behind their key), as each worker told when it went idle,
+    /// and none of those falls due before `end` (each worker's next timer
+    /// is later). Jobs still in a ring, inbox or overflow, or claimed, are
+    /// in `held` but not in the sum, so the answer is no while any is left.
+    pub(crate) fn only_not_due_held(&self, held: u64, end: Timestamp) -> bool {
         let mut not_due = 0;
         for s in self.stats.iter() {
             // Acquire pairs with the Release store of `idle` in the
             // worker's `tell_idle`: its gauges, stored before, are seen.
             if !s.idle.load(Ordering::Acquire) {
+                return false;
+            }
+            // A timer due before `end` will make that worker busy again.
+            if s.next_due.get() < end.as_nanos() {
                 return false;
             }
             not_due += s.delayed.get() + s.retry_waiting.get() + s.key_waiting.get();
@@ -265,6 +326,7 @@ impl<T: Send + 'static> Shared<T> {
             accepted: self.shards.iter().map(|s| s.accepted()).sum(),
             duplicates: self.shards.iter().map(|s| s.duplicates()).sum(),
             rejected_full: self.shards.iter().map(|s| s.rejected_full()).sum(),
+            full_attempts: self.shards.iter().map(|s| s.full_attempts()).sum(),
             dlq_dropped: self.sem.dlq.dropped(),
             redriven: self.redriven.load(Ordering::Relaxed),
             returned: self.returned.load(Ordering::Relaxed),

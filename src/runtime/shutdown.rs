@@ -38,12 +38,15 @@ pub struct Shutdown<T> {
 pub(crate) enum Drain {
     /// Every held job: `shutdown`.
     All,
-    /// Only jobs that are due: `Drop`. Done once every worker is idle
-    /// (has nothing it may run) and every held job is one the idle workers
-    /// told they hold but may not run yet: delayed, waiting to retry, or
-    /// behind such a job on its key. A job that falls due in that instant
+    /// Only jobs due before this instant (engine clock): `Drop`, with the
+    /// end of its grace. Done once every worker is idle (has nothing it
+    /// may run), every held job is one the idle workers told they hold but
+    /// may not run yet (delayed, waiting to retry, or behind such a job on
+    /// its key), and no worker's next timer falls due before the instant.
+    /// So a retry or delayed job due within the grace runs; one due after
+    /// it is returned. A job that falls due in the instant of the check
     /// may be returned rather than run; counted, never lost.
-    DueOnly,
+    DueBefore(crate::clock::Timestamp),
 }
 
 /// How often a dropped engine's wait looks at the not-due gauges.
@@ -68,13 +71,13 @@ pub(crate) fn run<T: Send + 'static>(
     }
     // Graceful part: the workers keep running until nothing (due) is held,
     // or a `shutdown_now` elsewhere hurries it. The not-due gauges change
-    // without a release to wake this waiter, hence the poll for `DueOnly`.
-    let poll = (drain == Drain::DueOnly).then_some(DUE_POLL);
+    // without a release to wake this waiter, hence the poll for `DueBefore`.
+    let poll = matches!(drain, Drain::DueBefore(_)).then_some(DUE_POLL);
     let _ = shared.gate.wait_until(deadline, poll, (), |()| {
         let held = shared.gate.held();
         let done = match drain {
             Drain::All => held == 0,
-            Drain::DueOnly => shared.only_not_due_held(held),
+            Drain::DueBefore(end) => shared.only_not_due_held(held, end),
         };
         // Acquire pairs with the Release store in `Shared::hurry`.
         if done || shared.hurry.load(Ordering::Acquire) {

@@ -35,6 +35,9 @@ pub struct SubmitAsync<'a, T: Send + 'static> {
     /// `None` once the future has completed.
     job: Option<Job<T>>,
     wait: AsyncWait,
+    /// Whether an attempt was refused for room or capacity: a future given
+    /// up after that is a call refused for capacity (`rejected_full`).
+    blocked: bool,
 }
 
 // The job is only ever moved, never pinned: the future is `Unpin` whatever
@@ -56,6 +59,7 @@ impl<'a, T: Send + 'static> SubmitAsync<'a, T> {
             shared,
             job: Some(job),
             wait: AsyncWait::default(),
+            blocked: false,
         }
     }
 
@@ -63,7 +67,16 @@ impl<'a, T: Send + 'static> SubmitAsync<'a, T> {
     /// already completed (the engine has, or refused, the job).
     pub fn into_job(mut self) -> Option<Job<T>> {
         self.shared.gate.abandon(&mut self.wait);
-        self.job.take()
+        let job = self.job.take();
+        self.count_given_up(job.as_ref());
+        job
+    }
+
+    /// A call given up while it waited for room is a refusal for capacity.
+    fn count_given_up(&self, job: Option<&Job<T>>) {
+        if let (Some(job), true) = (job, self.blocked) {
+            self.shared.count_refused_full(job.id);
+        }
     }
 }
 
@@ -86,6 +99,7 @@ impl<T: Send + 'static> Future for SubmitAsync<'_, T> {
             };
         }
         let slot = &mut this.job;
+        let blocked = &mut this.blocked;
         shared.gate.poll_wait(&mut this.wait, cx.waker(), || {
             let Some(job) = slot.take() else {
                 // Not reached: the job is put back after every refusal.
@@ -94,6 +108,7 @@ impl<T: Send + 'static> Future for SubmitAsync<'_, T> {
             match shared.attempt_submit(job) {
                 Attempt::Blocked(job, why) => {
                     *slot = Some(job);
+                    *blocked = true;
                     Err(why)
                 }
                 Attempt::Done(answer) => Ok(answer),
@@ -105,7 +120,9 @@ impl<T: Send + 'static> Future for SubmitAsync<'_, T> {
 impl<T: Send + 'static> Drop for SubmitAsync<'_, T> {
     fn drop(&mut self) {
         self.shared.gate.abandon(&mut self.wait);
-        if let Some(job) = self.job.take() {
+        let job = self.job.take();
+        self.count_given_up(job.as_ref());
+        if let Some(job) = job {
             // The payload's `Drop` is user code.
             self.shared.sem.drop_user(job);
         }

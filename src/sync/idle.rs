@@ -5,8 +5,8 @@
 //! wake protocol"), a Dekker-style store-buffering pair of `SeqCst` fences,
 //! as in crossbeam's `Sleep` and tokio's idle counting:
 //!
-//! - **Worker going to sleep:** set its own `asleep` flag, count itself in
-//!   `sleeping` (an RMW: workers change it, producers only read it), then
+//! - **Worker going to sleep:** set its own state ([`Asleep`]: whether it
+//!   has room to claim), count itself in `sleeping` (an RMW: workers change it, producers only read it), then
 //!   a `SeqCst` fence, then re-check every queue it could run from. Only if
 //!   all are empty does it park.
 //! - **Producer after a push:** a `SeqCst` fence, then a plain load of
@@ -19,17 +19,21 @@
 //! The two fences are ordered in the single total order of `SeqCst`
 //! operations. If the producer's fence comes first, the worker's re-check
 //! (after its fence) sees the push; if the worker's comes first, the
-//! producer's load (after its fence) sees the count and the `asleep` flag
-//! and wakes it. Without the fences both loads may read the old values
-//! (store buffering: each side's store still in its own buffer), and a job
-//! sits in a ring while every worker that may run it sleeps. The loom model
+//! producer's load (after its fence) sees the count and the state, and
+//! wakes it if it can run the job: a worker that announced it has no free
+//! slot ([`Asleep::Full`]) is woken only for work that is its alone, so a
+//! stealable job goes to a sleeper that can take it (the loom model
+//! `loom-tests/tests/loom_wake_full.rs` checks this in the whole engine).
+//! Without the fences both loads may read the old values (store
+//! buffering: each side's store still in its own buffer), and a job sits
+//! in a ring while every worker that may run it sleeps. The loom model
 //! `loom-tests/tests/wake_fence.rs` runs this very code both ways: fenced
 //! it passes, and with the producer's plain load and no fence
 //! ([`Idle::notify_unfenced`], for that model only) loom finds the lost
 //! wake-up.
 
 use crate::clock::{Clock, Timestamp};
-use crate::loom::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use crate::loom::sync::atomic::{fence, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use crate::sync::park::Parker;
 use crossbeam_utils::CachePadded;
 use std::time::Duration;
@@ -83,10 +87,37 @@ impl Backoff {
     }
 }
 
+/// What a worker announced of itself before sleeping, as producers read
+/// it: one byte of a [`Sleeper`] (the typed view of its `state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Asleep {
+    /// Awake: any push it could run, its own re-check or next turn sees.
+    No = 0,
+    /// Going to sleep with room to claim: woken for any job it may run.
+    CanClaim = 1,
+    /// Going to sleep with no free slot (an async worker at full
+    /// concurrency): it claims nothing when woken, so it is woken only for
+    /// what is its alone (an attempt's wake-up, a keyed job), never for
+    /// stealable work, which must go to a worker that can take it.
+    Full = 2,
+}
+
+impl Asleep {
+    fn from_u8(v: u8) -> Asleep {
+        match v {
+            1 => Asleep::CanClaim,
+            2 => Asleep::Full,
+            _ => Asleep::No,
+        }
+    }
+}
+
 /// A worker's sleep state, visible to producers.
 #[derive(Debug, Default)]
 pub(crate) struct Sleeper {
-    asleep: AtomicBool,
+    /// An [`Asleep`].
+    state: AtomicU8,
     parker: Parker,
     /// When a producer last unparked it (the engine clock's nanoseconds), for
     /// the `wake` pause; 0: not since it last looked.
@@ -99,6 +130,12 @@ impl Sleeper {
         self.parker.unpark()
     }
 
+    /// What it announced (Relaxed: made visible by the fences, see
+    /// `Idle::notify_jobs`).
+    fn asleep(&self) -> Asleep {
+        Asleep::from_u8(self.state.load(Ordering::Relaxed))
+    }
+
     /// A producer's unpark, stamped with `now` when it gave the token.
     fn unpark_at(&self, now: &Clock) -> bool {
         // The stamp first: the unpark's Release (the parker's token) then
@@ -109,6 +146,17 @@ impl Sleeper {
         self.woken_at.store(t, Ordering::Relaxed);
         self.parker.unpark()
     }
+}
+
+/// Evidence that a worker has announced it is going to sleep: made only by
+/// [`Idle::announce`], consumed only by [`Idle::sleep`] or
+/// [`Idle::cancel`]. The protocol's rule (announce, re-check, then sleep or
+/// cancel) is held by the compiler: a re-check that forgets to do either
+/// leaves a token unused, which `#[must_use]` reports.
+#[must_use = "an announcement must end in `Idle::sleep` or `Idle::cancel`"]
+#[derive(Debug)]
+pub(crate) struct Announced {
+    worker: usize,
 }
 
 /// Jobs in one push per extra worker woken (`Idle::notify_many`): a woken
@@ -140,40 +188,55 @@ impl Idle {
         }
     }
 
-    /// Worker `worker` announces it is about to sleep. It must re-check its
-    /// queues afterwards, then call [`Idle::sleep`] or [`Idle::cancel`].
-    pub(crate) fn announce(&self, worker: usize) {
+    /// Worker `worker` announces it is about to sleep; `can_claim` says
+    /// whether it has room to take a job if woken. It must then re-check
+    /// every queue it could run from, and end the announcement with
+    /// [`Idle::sleep`] or [`Idle::cancel`] (the token holds it to that).
+    pub(crate) fn announce(&self, worker: usize, can_claim: bool) -> Announced {
         let s = &self.sleepers[worker];
         // A stamp left by an unpark that found the worker awake (its token
         // then ends the coming park at once) is not this sleep's wake-up:
         // without this, the `wake` pause would count the whole busy spell
         // since. Relaxed: only this worker reads the stamp.
         s.woken_at.store(0, Ordering::Relaxed);
+        let state = if can_claim {
+            Asleep::CanClaim
+        } else {
+            Asleep::Full
+        };
         // Relaxed: ordered before the producer's load by the fence below.
-        s.asleep.store(true, Ordering::Relaxed);
+        s.state.store(state as u8, Ordering::Relaxed);
         // Relaxed: ordered by the fence below (an RMW only because several
         // workers count themselves in it).
         self.sleeping.fetch_add(1, Ordering::Relaxed);
         // SeqCst fence: pairs with the producer's fence in `notify`. The
         // flag and count stores come before it, the re-check's loads after.
         fence(Ordering::SeqCst);
+        Announced { worker }
     }
 
     /// The re-check found work: undo the announcement.
-    pub(crate) fn cancel(&self, worker: usize) {
+    pub(crate) fn cancel(&self, token: Announced) {
+        self.withdraw(token.worker);
+    }
+
+    fn withdraw(&self, worker: usize) {
         // Relaxed: a producer that still reads the flag or count as set only
         // unparks a worker that is awake (it costs a wake-up token).
-        self.sleepers[worker].asleep.store(false, Ordering::Relaxed);
+        self.sleepers[worker]
+            .state
+            .store(Asleep::No as u8, Ordering::Relaxed);
         self.sleeping.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Parks worker `worker` after an announcement, then withdraws it.
+    /// Parks the announced worker, then withdraws the announcement.
     /// Returns, if a producer unparked it (rather than a timeout or
     /// shutdown), when it did.
-    pub(crate) fn sleep(&self, worker: usize, timeout: Option<Duration>) -> Option<Timestamp> {
+    pub(crate) fn sleep(&self, token: Announced, timeout: Option<Duration>) -> Option<Timestamp> {
+        let worker = token.worker;
         let s = &self.sleepers[worker];
         let woken = s.parker.park(timeout);
-        self.cancel(worker);
+        self.withdraw(worker);
         // Relaxed: the token's Acquire in `park` made the stamp visible.
         let at = s.woken_at.swap(0, Ordering::Relaxed);
         (woken && at != 0).then(|| Timestamp::from_nanos(at))
@@ -235,23 +298,28 @@ impl Idle {
             owner.unpark_at(&self.clock);
             return;
         }
-        // Unkeyed jobs wake workers that are asleep and not woken yet: the
-        // owner first. A sleeper that already holds a wake-up token is
-        // passed over, so a burst of pushes onto one sleeping shard wakes
-        // as many workers as it has jobs, not the owner again and again
-        // (which would leave the others asleep behind one slow handler).
+        // Unkeyed jobs wake workers that are asleep with room to claim and
+        // not woken yet: the owner first. A sleeper that already holds a
+        // wake-up token is passed over, so a burst of pushes onto one
+        // sleeping shard wakes as many workers as it has jobs, not the owner
+        // again and again (which would leave the others asleep behind one
+        // slow handler). A sleeper with no free slot is passed over too: it
+        // would take the wake-up, claim nothing and sleep again, while one
+        // that could run the job slept on.
         let mut want = jobs.div_ceil(WAKE_PER).max(1);
         for i in 0..n {
             let s = &self.sleepers[(shard + i) % n];
-            if s.asleep.load(Ordering::Relaxed) && s.unpark_at(&self.clock) {
+            if s.asleep() == Asleep::CanClaim && s.unpark_at(&self.clock) {
                 want -= 1;
                 if want == 0 {
                     return;
                 }
             }
         }
-        // Every worker that announced has since woken; each re-checks all
-        // queues before sleeping again, so the jobs will be seen.
+        // Every worker that announced with room has since woken; each
+        // re-checks all queues before sleeping again, so the jobs will be
+        // seen. (A full worker that announced is not one of them: it takes
+        // work again once a slot frees, which wakes it.)
     }
 
     /// Wakes every worker (shutdown).

@@ -1,32 +1,42 @@
 //! The worker loop: one OS thread per shard, pinned when asked.
 //!
 //! Each turn a worker:
-//! 1. moves jobs from its inbox (keyed, delayed) into its [`ShardCore`]
-//!    (key table, timer), and fires due timers;
-//! 2. takes the core's ready jobs, then claims a batch from its own ring, or
-//!    else steals a batch from the other shards' rings, starting at its
-//!    right-hand neighbour;
-//! 3. runs the batch, checking `stop` between jobs; every
+//! 1. polls its woken async attempts, if any (`runner.rs`);
+//! 2. moves jobs from its inbox (keyed, delayed) into its [`ShardCore`]
+//!    (key table, timer), and fires due timers, whether or not it has room
+//!    to start anything (`claim.rs`);
+//! 3. with room, takes the core's ready jobs, then claims a batch from its
+//!    own ring, or else steals a batch from the other shards' rings,
+//!    starting at its right-hand neighbour; what a claim leaves behind
+//!    wakes a sleeper (`claim.rs`, "The wake follows the work");
+//! 4. runs the batch, checking `stop` between jobs; every
 //!    `commit_every` endings (see [`COMMIT_MAX`]), at least every
 //!    [`COMMIT_AGE`], and whenever it runs dry, records the
 //!    finished IDs in the seen-ID set and gives their capacity back with
 //!    one RMW;
-//! 4. finding nothing, idles per the [`IdleStrategy`]: spins, then sleeps by
-//!    the protocol in `idle.rs`.
+//! 5. finding nothing, idles per the [`IdleStrategy`]: spins, then sleeps by
+//!    the protocol in `idle.rs` (`sleep.rs`).
 //!
 //! `Worker` is the owner-only state ("core" in tokio's terms); the engine's
-//! `Shared` is what everyone touches.
+//! `Shared` is what everyone touches. The loop is here; each concern it
+//! calls on has a file: `claim` (intake, claims and steals), `commit`
+//! (commit batching), `measure` (counters, latency, pauses and gauges) and
+//! `sleep` (the sleep protocol's worker side).
+
+mod claim;
+mod commit;
+mod measure;
+mod sleep;
 
 use crate::clock::Timestamp;
 use crate::error::JobError;
 use crate::job::envelope::Envelope;
-use crate::job::machine::{attempt, Settled, ShardCore};
+use crate::job::machine::{attempt, ShardCore};
 use crate::job::JobContext;
 use crate::loom::sync::atomic::Ordering;
 use crate::loom::sync::Arc;
 use crate::loom::time::Stopwatch;
 use crate::observe::latency::Recorder;
-use crate::observe::pauses::Pause;
 use crate::observe::stats::WorkerStats;
 use crate::observe::trace;
 use crate::runtime::shared::Shared;
@@ -64,6 +74,9 @@ pub(crate) struct Worker<T: Send + 'static> {
     /// Claims left that take one job at a time from the rings: set after a
     /// slow attempt (see [`SINGLE_CLAIMS`]).
     single_claims: u32,
+    /// Jobs claimed from a ring, inbox or overflow since waiting submits
+    /// were last told of the room (`Worker::room_freed`).
+    freed: usize,
 }
 
 /// Claims a worker makes one job at a time after an attempt that ran at
@@ -158,6 +171,7 @@ impl<T: Send + 'static> Worker<T> {
             last_end: Timestamp::default(),
             idle_told: false,
             single_claims: 0,
+            freed: 0,
         }
     }
 
@@ -182,12 +196,16 @@ impl<T: Send + 'static> Worker<T> {
             }
             // Async attempts first: their endings free slots for claims.
             let mut busy = runner.progress(&mut self);
+            // The intake needs no slot: timers fire even when none is free.
+            self.intake();
             let room = runner.room();
-            if room > 0 && self.fill(room) {
+            let claimed = room > 0 && self.claim(room);
+            self.room_freed();
+            if claimed {
                 if self.idle_told {
                     self.idle_told = false;
                     // Relaxed: a reader that still sees `true` is inside
-                    // the window `Drain::DueOnly` documents (a job that
+                    // the window `Drain::DueBefore` documents (a job that
                     // fell due just now).
                     self.stats().idle.store(false, Ordering::Relaxed);
                 }
@@ -202,7 +220,7 @@ impl<T: Send + 'static> Worker<T> {
             }
             // Nothing to run: make every ending visible before idling.
             self.commit();
-            // Idle only with no attempt in flight: `Drain::DueOnly` reads
+            // Idle only with no attempt in flight: `Drain::DueBefore` reads
             // the flag as "holds nothing it may run now".
             if !self.idle_told && runner.in_flight() == 0 {
                 self.tell_idle();
@@ -232,6 +250,9 @@ impl<T: Send + 'static> Worker<T> {
         runner.drain(&mut self, &mut left);
         left.extend(self.local.drain(..));
         self.core.drain_into(&mut left);
+        // The runner holds the user's handler: its `Drop` is user code, and
+        // a panic there must not unwind this thread with `left` in hand.
+        self.shared.sem.drop_user(runner);
         left
     }
 
@@ -255,96 +276,6 @@ impl<T: Send + 'static> Worker<T> {
 
     #[cfg(quay_loom)]
     fn pin(&self) {}
-
-    /// Claims up to `limit` jobs (and at most a batch) into `local`: one at
-    /// a time from the rings while `single_claims` lasts. Returns whether
-    /// there is any.
-    fn fill(&mut self, limit: usize) -> bool {
-        let limit = limit.min(self.batch);
-        let ring_limit = if self.single_claims > 0 { 1 } else { limit };
-        let me = &self.shared.shards[self.index];
-        let inbox = &mut self.inbox;
-        let mut claimed = me.inbox.pop_batch(self.batch, |e| inbox.push_back(e));
-        // The overflow only once the inbox is quiescent: see `overflow.rs`.
-        claimed += me.overflow.take_after(&me.inbox, |e| inbox.push_back(e));
-        // The clock after the claim. A job due at its accept time is ready
-        // whatever this reads (see `ShardCore::schedule`): the producer's
-        // clock read may be a few ns ahead of this core's.
-        let now = self.shared.clock.now();
-        self.last_end = now;
-        // Jobs that only join a busy key change the gauges too.
-        self.dirty |= !self.inbox.is_empty();
-        for e in self.inbox.drain(..) {
-            self.core.admit(e, now);
-        }
-        if self.core.next_due().is_some_and(|due| due <= now) {
-            self.core.fire(now);
-            self.paused(Pause::Timers, now);
-        }
-        while self.local.len() < limit {
-            match self.core.pop_ready() {
-                Some(e) => self.local.push_back(e),
-                None => break,
-            }
-        }
-        // Ring jobs only while nothing else is claimed in single mode: left
-        // in the ring they stay stealable.
-        let room = ring_limit.saturating_sub(self.local.len());
-        let local = &mut self.local;
-        let me = &self.shared.shards[self.index];
-        let popped = me.ring.pop_batch(room, |e| local.push_back(e));
-        claimed += popped;
-        if claimed > 0 {
-            // Ring or inbox room that a waiting submit may need.
-            self.shared.gate.room_freed();
-        }
-        if popped > 0 {
-            self.claimed_now();
-        }
-        if !self.local.is_empty() {
-            return true;
-        }
-        self.steal(ring_limit)
-    }
-
-    /// Jobs were just claimed from a ring (which counts down
-    /// `single_claims`): the first one's attempt starts
-    /// now, as far as latency is concerned (each later one starts when the
-    /// one before it ends: one clock read per claim, not per job). Jobs
-    /// pushed after `fill`'s first read would otherwise start "before" they
-    /// were accepted.
-    fn claimed_now(&mut self) {
-        self.single_claims = self.single_claims.saturating_sub(1);
-        if self.recorder.is_on() {
-            self.last_end = self.shared.clock.now();
-        }
-    }
-
-    /// Steals from the first other shard that has any: up to half of its
-    /// ring's jobs (at least one, at most `limit`), so the owner and any
-    /// other thief keep work too, or else the unkeyed jobs in its overflow.
-    fn steal(&mut self, limit: usize) -> bool {
-        let n = self.shared.shards.len();
-        for i in 1..n {
-            let victim = &self.shared.shards[(self.index + i) % n];
-            let local = &mut self.local;
-            let half = victim.ring.len().div_ceil(2).clamp(1, limit.max(1));
-            let mut got = victim.ring.pop_batch(half, |e| local.push_back(e));
-            if got == 0 && !victim.overflow.is_empty() {
-                let now = self.shared.clock.now();
-                got = victim.overflow.steal(limit, now, |e| local.push_back(e));
-            }
-            if got > 0 {
-                self.shared.gate.room_freed();
-                self.claimed_now();
-                let st = &self.shared.stats[self.index];
-                st.stolen_jobs.add(got as u64);
-                st.steal_batches.add(1);
-                return true;
-            }
-        }
-        false
-    }
 
     /// Takes the next claimed job, if any.
     pub(crate) fn next_claimed(&mut self) -> Option<Envelope<T>> {
@@ -391,189 +322,6 @@ impl<T: Send + 'static> Worker<T> {
             if self.stopping() {
                 break;
             }
-        }
-    }
-
-    /// Counts an ending, and commits if one is due: `commit_every` endings
-    /// pending, the oldest pending for [`COMMIT_AGE`], or (`eager`) a slow
-    /// attempt just ended.
-    pub(crate) fn ended(&mut self, terminal: bool, now: Timestamp, eager: bool) {
-        if terminal {
-            self.unreleased += 1;
-            self.oldest.get_or_insert(now);
-        }
-        let old = self
-            .oldest
-            .is_some_and(|t| now.saturating_since(t) >= COMMIT_AGE);
-        if self.unreleased >= self.commit_every || old || (eager && self.unreleased > 0) {
-            self.commit_at(now);
-        }
-    }
-
-    /// Commits now (the worker ran dry, or is stopping).
-    fn commit(&mut self) {
-        if self.unreleased > 0 {
-            self.commit_at(self.shared.clock.now());
-        }
-    }
-
-    /// Records the completed jobs' IDs, then releases the capacity of every
-    /// job that ended since the last commit: once nothing is held, dedup
-    /// knows every ending.
-    fn commit_at(&mut self, now: Timestamp) {
-        self.core.commit_finished(&self.shared.sem, now);
-        self.shared.gate.release(self.unreleased);
-        self.unreleased = 0;
-        self.oldest = None;
-        self.paused(Pause::Commit, now);
-    }
-
-    /// The clock, read only when latency is recorded (else the epoch).
-    fn now_if_recording(&self) -> Timestamp {
-        if self.recorder.is_on() {
-            self.shared.clock.now()
-        } else {
-            Timestamp::default()
-        }
-    }
-
-    /// Records a pause of kind `kind` that began at `since` and ends now
-    /// (`observe/pauses.rs`): a clock read, with latency recording on.
-    fn paused(&mut self, kind: Pause, since: Timestamp) {
-        if self.recorder.is_on() {
-            let ns = self.shared.clock.now().as_nanos();
-            self.recorder
-                .pause(kind, ns.saturating_sub(since.as_nanos()));
-        }
-    }
-
-    /// Starts an attempt of `env`: counts it, and returns the handler's
-    /// context and the start time (read only when latency is recorded).
-    pub(crate) fn begin(&mut self, env: &mut Envelope<T>) -> (JobContext, Timestamp) {
-        let ctx = self.begin_at(env);
-        (ctx, self.now_if_recording())
-    }
-
-    /// Starts an attempt of `env` whose start time the caller knows.
-    fn begin_at(&mut self, env: &mut Envelope<T>) -> JobContext {
-        let ctx = env.begin_attempt(self.index, self.shared.sem.max_attempts);
-        self.stats().started.add(1);
-        ctx
-    }
-
-    /// An attempt that began at `start` ended with `result`: settles it
-    /// (retry, complete or bury), counts it and records its latency.
-    /// Returns whether the job is now terminal, and the time it ended.
-    pub(crate) fn end(
-        &mut self,
-        env: Envelope<T>,
-        ctx: &JobContext,
-        result: Result<(), JobError>,
-        panicked: bool,
-        start: Timestamp,
-    ) -> (bool, Timestamp) {
-        let shared = &*self.shared;
-        let st = &shared.stats[self.index];
-        if result.is_err() {
-            st.failed_attempts.add(1);
-        }
-        if panicked {
-            st.panicked.add(1);
-        }
-        let (ready, accepted) = (env.ready_at, env.accepted_at);
-        let now = shared.clock.now();
-        let settled = self.core.settle(&shared.sem, env, ctx, result, now);
-        match settled {
-            Settled::Completed => st.completed.add(1),
-            Settled::Dead => st.dead.add(1),
-            Settled::Retrying => st.retried.add(1),
-        }
-        let terminal = settled.is_terminal();
-        if self
-            .recorder
-            .attempt(ready, start, now, terminal.then_some(accepted))
-        {
-            self.publish();
-        }
-        (terminal, now)
-    }
-
-    /// Publishes this worker's latency samples and gauges to readers.
-    /// Stores the gauges, then says the worker is idle: everything it holds
-    /// now, it may not run yet (see `Shared::only_not_due_held`). Once per
-    /// stretch of idleness.
-    fn tell_idle(&mut self) {
-        self.store_gauges();
-        self.idle_told = true;
-        // Release pairs with the Acquire load in `only_not_due_held`.
-        self.stats().idle.store(true, Ordering::Release);
-    }
-
-    fn store_gauges(&self) {
-        let g = self.core.gauges();
-        let st = &self.shared.stats[self.index];
-        st.ready.set(g.ready as u64);
-        st.key_waiting.set(g.key_waiting as u64);
-        st.delayed.set(g.delayed as u64);
-        st.retry_waiting.set(g.retry_waiting as u64);
-        st.live_keys.set(g.live_keys as u64);
-    }
-
-    fn publish(&mut self) {
-        self.dirty = false;
-        let since = self.now_if_recording();
-        self.recorder.flush(&self.shared.latency[self.index]);
-        self.store_gauges();
-        // Published with the next flush.
-        self.paused(Pause::Publish, since);
-    }
-
-    /// The sleep protocol's worker side (see `idle.rs`). The re-check after
-    /// the announce is `fill` itself: it sees exactly the jobs it could take.
-    /// (A check by ring length would count a position a producer has claimed
-    /// but not yet published, and the worker would spin instead of parking;
-    /// that producer's `notify` comes after its publish and wakes us.)
-    fn sleep<R: Runner<T>>(&mut self, runner: &R) {
-        self.shared.idle.announce(self.index);
-        // Acquire pairs with the Release store in shutdown. A woken attempt
-        // is work too (see `exec/wake.rs`).
-        if self.shared.stop.load(Ordering::Acquire)
-            || runner.woken()
-            || (runner.room() > 0 && self.fill(runner.room()))
-        {
-            self.shared.idle.cancel(self.index);
-            return;
-        }
-        self.stats().parks.add(1);
-        let mut timeout = self.timer_timeout();
-        if let Some(due) = runner.next_deadline() {
-            let t = self.until(due);
-            timeout = Some(timeout.map_or(t, |o| o.min(t)));
-        }
-        if self.dirty {
-            // Wake once more after `PUBLISH_IDLE` to publish, then sleep
-            // for good: at rest, readers see everything.
-            timeout = Some(timeout.map_or(PUBLISH_IDLE, |t| t.min(PUBLISH_IDLE)));
-        }
-        if let Some(at) = self.shared.idle.sleep(self.index, timeout) {
-            self.paused(Pause::Wake, at);
-        }
-    }
-
-    /// How long a sleep may last before the earliest timer is due.
-    fn timer_timeout(&self) -> Option<Duration> {
-        let due = self.core.next_due()?;
-        Some(self.until(due))
-    }
-
-    /// How long until `due`. A manual clock moves by hand, so then the
-    /// worker polls every millisecond.
-    fn until(&self, due: Timestamp) -> Duration {
-        let clock = &self.shared.clock;
-        if clock.is_manual() {
-            Duration::from_millis(1)
-        } else {
-            due.saturating_since(clock.now())
         }
     }
 

@@ -1,0 +1,555 @@
+//! The seams the async, batch and lifecycle work opened (reliability, round
+//! two): each test forces the condition it checks with latches, blocked
+//! futures and blocked iterators, bounds every wait with a watchdog, and
+//! failed (or hung) on the code before its fix.
+
+mod common;
+
+use common::{wait_for, Latch};
+use quay::{BatchOutcome, Engine, IdleStrategy, Job, JobError, SubmitError, Submitted};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+/// How long a watchdog waits before it calls a wait a hang.
+const WATCHDOG: Duration = Duration::from_secs(20);
+
+/// Runs `f` on a thread of its own and waits for its answer, failing the
+/// test as a hang after [`WATCHDOG`].
+fn within<R: Send + 'static>(what: &str, f: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(WATCHDOG) {
+        Ok(r) => r,
+        Err(_) => panic!("FAIL {what}: still waiting after {WATCHDOG:?} (a hang)"),
+    }
+}
+
+/// Waits until the engine's park count has stopped moving (every worker
+/// has parked for good): no timing is asserted, it only makes the
+/// condition "the workers sleep" hold before the step that needs it.
+fn wait_parked<T: Send + 'static>(engine: &Engine<T>, at_least: u64) {
+    let mut last = engine.metrics().counters.parks;
+    let mut still = 0;
+    for _ in 0..20_000 {
+        std::thread::sleep(Duration::from_millis(1));
+        let now = engine.metrics().counters.parks;
+        if now >= at_least && now == last {
+            still += 1;
+            if still >= 20 {
+                return;
+            }
+        } else {
+            still = 0;
+        }
+        last = now;
+    }
+    panic!("the workers never settled into sleep");
+}
+
+/// A key whose owner, in an engine of `workers` workers, is `worker`:
+/// found by running keyed jobs (a keyed job runs on its owner).
+fn key_owned_by(workers: usize, worker: usize) -> u64 {
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let probe = Engine::<u64>::builder()
+        .workers(workers)
+        .pin_workers(false)
+        .build(move |ctx, &k| {
+            let _ = tx.lock().unwrap().send((k, ctx.worker()));
+            Ok(())
+        })
+        .unwrap();
+    for k in 0..64u64 {
+        probe.submit(Job::new(k, k).keyed(k)).unwrap();
+    }
+    let found = (0..64)
+        .filter_map(|_| rx.recv_timeout(WATCHDOG).ok())
+        .find(|&(_, w)| w == worker)
+        .map(|(k, _)| k);
+    probe.shutdown();
+    found.expect("no key among 64 is owned by the worker")
+}
+
+/// The shard this thread's unkeyed jobs go to in an engine of `workers`
+/// workers: every worker is held on a keyed job, one unkeyed job is
+/// submitted, and the one ring that then holds a job is the home.
+fn home_shard(workers: usize) -> usize {
+    let latch = Latch::new();
+    let l = latch.clone();
+    let probe = Engine::<u64>::builder()
+        .workers(workers)
+        .pin_workers(false)
+        .build(move |_, _| {
+            l.wait();
+            Ok(())
+        })
+        .unwrap();
+    for w in 0..workers {
+        let k = key_owned_by(workers, w);
+        probe.submit(Job::new(1_000 + w as u64, 0).keyed(k)).unwrap();
+    }
+    wait_for(|| probe.metrics().counters.started == workers as u64);
+    probe.submit(Job::new(9_999u64, 0)).unwrap();
+    let queued = probe.metrics().gauges.queued_per_shard;
+    latch.open();
+    probe.shutdown();
+    let homes: Vec<usize> = (0..workers).filter(|&s| queued[s] == 1).collect();
+    assert_eq!(homes.len(), 1, "queued per shard: {queued:?}");
+    homes[0]
+}
+
+/// A future that stays pending until `release`, then completes.
+#[derive(Default)]
+struct Gate {
+    open: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Gate {
+    fn release(&self) {
+        self.open.store(true, Ordering::Release);
+        if let Some(w) = self.waker.lock().unwrap().take() {
+            w.wake();
+        }
+    }
+}
+
+struct Blocked(Arc<Gate>);
+
+impl Future for Blocked {
+    type Output = Result<(), JobError>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        *self.0.waker.lock().unwrap() = Some(cx.waker().clone());
+        if self.0.open.load(Ordering::Acquire) {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// 1. A sleeping async worker with no free slot is not the one woken for a
+///    stealable job: the other, idle worker is, and runs it while the first
+///    attempt still waits (its future is never woken until the end).
+#[test]
+fn a_stealable_job_is_not_left_behind_a_full_async_worker() {
+    let home = home_shard(2);
+    let blocker_key = key_owned_by(2, home);
+    let gate = Arc::new(Gate::default());
+    let g = gate.clone();
+    let (tx, rx) = mpsc::channel::<usize>();
+    let tx = Mutex::new(tx);
+    let engine = Engine::<u64>::builder()
+        .workers(2)
+        .pin_workers(false)
+        .idle(IdleStrategy::Park)
+        .concurrency(1)
+        .build_async(move |ctx, &n| {
+            let gate = g.clone();
+            let _ = tx.lock().unwrap().send(ctx.worker());
+            async move {
+                if n == 0 {
+                    Blocked(gate).await
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .unwrap();
+    // The blocker fills the home shard's worker (concurrency 1).
+    engine
+        .submit(Job::new(0u64, 0).keyed(blocker_key))
+        .unwrap();
+    assert_eq!(rx.recv_timeout(WATCHDOG).unwrap(), home);
+    wait_parked(&engine, 2);
+    // This thread's unkeyed job goes to the full worker's ring.
+    engine.submit(Job::new(1u64, 1)).unwrap();
+    let ran_on = rx.recv_timeout(WATCHDOG).unwrap_or_else(|_| {
+        panic!("FAIL: the stealable job waited behind the full worker while the other slept")
+    });
+    assert_ne!(ran_on, home);
+    gate.release();
+    let c = engine.shutdown().counts;
+    assert_eq!((c.accepted, c.completed), (2, 2), "{c:?}");
+    assert!(c.is_conserved(), "{c:?}");
+}
+
+/// An iterator that yields `ready` jobs, then blocks until told to go on,
+/// then yields one more. `lower` is the lower bound its size hint claims
+/// (a channel's is 0; a lying one may claim more).
+struct Trickle {
+    next: u64,
+    ready: u64,
+    go_on: mpsc::Receiver<()>,
+    blocked: mpsc::Sender<()>,
+    lower: usize,
+}
+
+impl Iterator for Trickle {
+    type Item = Job<u64>;
+    fn next(&mut self) -> Option<Job<u64>> {
+        if self.next == self.ready {
+            let _ = self.blocked.send(());
+            self.go_on.recv().ok()?;
+        }
+        if self.next > self.ready {
+            return None;
+        }
+        self.next += 1;
+        Some(Job::new(self.next, self.next))
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.lower, None)
+    }
+}
+
+/// A batch fed from an iterator that blocks after three jobs. While it is
+/// blocked: the jobs it yielded run, and `shutdown_now` (or `Drop`, when
+/// `drop_it`) returns without waiting for the iterator. Released after,
+/// its last job is refused with `ShuttingDown` and handed back.
+fn batch_does_not_hold_the_engine(drop_it: bool, lower: usize) {
+    let ran = Arc::new(AtomicU64::new(0));
+    let r = ran.clone();
+    let engine = Engine::<u64>::builder()
+        .workers(2)
+        .pin_workers(false)
+        .build(move |_, _| {
+            r.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        })
+        .unwrap();
+    let (go, go_on) = mpsc::channel();
+    let (blocked, is_blocked) = mpsc::channel();
+    let sub = engine.submitter();
+    let batch = std::thread::spawn(move || {
+        sub.submit_batch(Trickle {
+            next: 0,
+            ready: 3,
+            go_on,
+            blocked,
+            lower,
+        })
+    });
+    is_blocked.recv_timeout(WATCHDOG).unwrap();
+    if lower == 0 {
+        // Flushed before the iterator was called again: they run now.
+        within("jobs yielded before the block run", {
+            let ran = ran.clone();
+            move || wait_for(|| ran.load(Ordering::Relaxed) == 3)
+        });
+    }
+    let counts = within("shutdown while the batch's iterator blocks", move || {
+        if drop_it {
+            drop(engine);
+            None
+        } else {
+            Some(engine.shutdown_now().counts)
+        }
+    });
+    go.send(()).unwrap();
+    let report = within("the batch ends", move || batch.join().unwrap());
+    let accepted = report.accepted as u64;
+    assert_eq!(accepted, ran.load(Ordering::Relaxed), "accepted jobs all ran");
+    assert_eq!(report.accepted + report.refused.len(), 4, "{report:?}");
+    assert_eq!(report.outcomes.last(), Some(&BatchOutcome::ShuttingDown));
+    for e in &report.refused {
+        assert!(matches!(e, SubmitError::ShuttingDown(_)), "{e:?}");
+    }
+    if let Some(c) = counts {
+        assert_eq!(c.accepted, accepted, "{c:?}");
+        assert!(c.is_conserved(), "{c:?}");
+    }
+}
+
+/// 2. `shutdown_now` does not wait for a batch's iterator.
+#[test]
+fn shutdown_now_does_not_wait_for_a_blocked_batch_iterator() {
+    batch_does_not_hold_the_engine(false, 0);
+}
+
+/// 2. Nor does `Drop`.
+#[test]
+fn drop_does_not_wait_for_a_blocked_batch_iterator() {
+    batch_does_not_hold_the_engine(true, 0);
+}
+
+/// 2. Nor with an iterator whose size hint promises more than it yields
+///    without blocking: the chunk in hand is not in the engine yet.
+#[test]
+fn shutdown_does_not_wait_for_an_iterator_that_overstates_its_size() {
+    batch_does_not_hold_the_engine(false, 10);
+}
+
+/// One worker held on a latch, rings of 2, both full behind it.
+fn full_rings() -> (Engine<u64>, Arc<Latch>) {
+    let latch = Latch::new();
+    let l = latch.clone();
+    let engine = Engine::<u64>::builder()
+        .workers(1)
+        .pin_workers(false)
+        .ring_capacity(2)
+        .capacity(1_000)
+        .build(move |_, _| {
+            l.wait();
+            Ok(())
+        })
+        .unwrap();
+    engine.submit(Job::new(0u64, 0)).unwrap();
+    wait_for(|| engine.metrics().counters.started == 1);
+    for n in 1..=2u64 {
+        engine.submit(Job::new(n, n)).unwrap();
+    }
+    assert!(matches!(
+        engine.try_submit(Job::new(99u64, 99)),
+        Err(SubmitError::Full(_))
+    ));
+    (engine, latch)
+}
+
+/// 3. With the job's ring full, a closed engine answers `ShuttingDown` on
+///    every path, never the transient `Full` or `Timeout`.
+#[test]
+fn a_closed_engine_with_full_rings_answers_shutting_down() {
+    let (engine, latch) = full_rings();
+    engine.close();
+    let shutting = |r: Result<Submitted, SubmitError<u64>>| {
+        assert!(matches!(r, Err(SubmitError::ShuttingDown(_))), "{r:?}");
+    };
+    shutting(engine.try_submit(Job::new(10u64, 10)));
+    shutting(engine.submit(Job::new(11u64, 11)));
+    shutting(engine.submit_timeout(Job::new(12u64, 12), Duration::from_secs(30)));
+    shutting(futures::executor::block_on(
+        engine.submit_async(Job::new(13u64, 13)),
+    ));
+    let report = engine.submit_batch((14..17u64).map(|n| Job::new(n, n)));
+    assert_eq!(report.outcomes, [BatchOutcome::ShuttingDown; 3]);
+    latch.open();
+    let c = engine.shutdown().counts;
+    assert_eq!(c.accepted, 3, "{c:?}");
+    assert!(c.is_conserved(), "{c:?}");
+}
+
+/// 3. A submit already waiting for ring room when the engine closes is
+///    answered `ShuttingDown` at once, not `Timeout` at its deadline.
+#[test]
+fn a_waiting_submit_is_answered_shutting_down_when_the_engine_closes() {
+    let (engine, latch) = full_rings();
+    let engine = Arc::new(engine);
+    let e = engine.clone();
+    let before = engine.metrics().counters.full_attempts;
+    let waiter = std::thread::spawn(move || {
+        e.submit_timeout(Job::new(20u64, 20), Duration::from_secs(600))
+    });
+    // It is waiting once it has looked more than once.
+    wait_for(|| engine.metrics().counters.full_attempts > before + 1);
+    engine.close();
+    let answer = within("the waiting submit answers", move || waiter.join().unwrap());
+    assert!(matches!(answer, Err(SubmitError::ShuttingDown(_))), "{answer:?}");
+    latch.open();
+    assert!(engine.shutdown().counts.is_conserved());
+}
+
+/// 4. An async worker whose every slot is busy still fires a timer that
+///    falls due: it does not spin with a zero park timeout (7 million parks
+///    a second before the fix), and the due job runs once a slot frees.
+#[test]
+fn a_full_async_worker_does_not_spin_while_a_timer_is_due() {
+    let gate = Arc::new(Gate::default());
+    let g = gate.clone();
+    let engine = Engine::<u64>::builder()
+        .workers(1)
+        .pin_workers(false)
+        .concurrency(1)
+        .build_async(move |_, &n| {
+            let gate = g.clone();
+            async move {
+                if n == 0 {
+                    Blocked(gate).await
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .unwrap();
+    engine.submit(Job::new(0u64, 0)).unwrap();
+    wait_for(|| engine.metrics().counters.started == 1);
+    engine
+        .submit(Job::new(1u64, 1).delay(Duration::from_millis(5)))
+        .unwrap();
+    // Well past the delay: the timer has been due for a while.
+    std::thread::sleep(Duration::from_millis(50));
+    let before = engine.metrics().counters.parks;
+    std::thread::sleep(Duration::from_millis(200));
+    let parks = engine.metrics().counters.parks - before;
+    // A sleeping worker parks a handful of times here; a spinning one
+    // parks hundreds of thousands of times.
+    assert!(parks < 1_000, "FAIL: {parks} parks in 200 ms with a due timer");
+    gate.release();
+    let c = within("the due job runs once the slot frees", move || engine.shutdown().counts);
+    assert_eq!((c.accepted, c.completed), (2, 2), "{c:?}");
+}
+
+/// A value whose `Drop` panics: user state that quay must drop behind a
+/// guard.
+struct PanicsOnDrop;
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        panic!("the handler's state panicked on drop");
+    }
+}
+
+/// 5. A handler whose captured state panics on drop: the worker thread
+///    that drops the handler last still hands over the jobs it held, and
+///    shutdown accounts for every one.
+#[test]
+fn a_handler_state_that_panics_on_drop_loses_no_job() {
+    let state = PanicsOnDrop;
+    let engine = Engine::<u64>::builder()
+        .workers(1)
+        .pin_workers(false)
+        .build(move |_, _| {
+            let _keep = &state;
+            Ok(())
+        })
+        .unwrap();
+    for n in 0..10u64 {
+        engine
+            .submit(Job::new(n, n).delay(Duration::from_secs(3_600)))
+            .unwrap();
+    }
+    let report = within("shutdown_now", move || engine.shutdown_now());
+    assert_eq!(report.returned.len(), 10);
+    let c = report.counts;
+    assert_eq!((c.accepted, c.returned, c.held), (10, 10, 0), "{c:?}");
+    assert!(c.is_conserved(), "{c:?}");
+}
+
+/// 6. A batch pushed onto a sleeping engine spreads over its workers: the
+///    worker woken for it does not claim it all, and what it leaves wakes
+///    the other. Each job waits (bounded) until another job is running at
+///    the same time: on one worker alone, the first would wait forever.
+#[test]
+fn a_batch_onto_a_sleeping_engine_runs_on_both_workers() {
+    let running = Arc::new(AtomicUsize::new(0));
+    let overlapped = Arc::new(AtomicBool::new(false));
+    let gave_up = Arc::new(AtomicBool::new(false));
+    let (r, o, g) = (running.clone(), overlapped.clone(), gave_up.clone());
+    let workers = Arc::new(Mutex::new(std::collections::HashSet::new()));
+    let w = workers.clone();
+    let engine = Engine::<u64>::builder()
+        .workers(2)
+        .pin_workers(false)
+        .idle(IdleStrategy::Park)
+        .build(move |ctx, _| {
+            w.lock().unwrap().insert(ctx.worker());
+            r.fetch_add(1, Ordering::SeqCst);
+            // Bounded: after 10 s alone, the test has failed; the rest of
+            // the jobs then end at once.
+            for _ in 0..10_000 {
+                if r.load(Ordering::SeqCst) >= 2 {
+                    o.store(true, Ordering::SeqCst);
+                }
+                if o.load(Ordering::SeqCst) || g.load(Ordering::SeqCst) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            g.store(true, Ordering::SeqCst);
+            r.fetch_sub(1, Ordering::SeqCst);
+            Ok(())
+        })
+        .unwrap();
+    wait_parked(&engine, 2);
+    let report = engine.submit_batch((0..8u64).map(|n| Job::new(n, n)));
+    assert_eq!(report.accepted, 8);
+    let c = within("the batch's jobs run", move || engine.shutdown().counts);
+    assert_eq!(c.completed, 8, "{c:?}");
+    assert!(
+        overlapped.load(Ordering::SeqCst),
+        "FAIL: one worker ran the batch alone while the other slept"
+    );
+    assert_eq!(workers.lock().unwrap().len(), 2, "both workers ran jobs");
+}
+
+/// 7. Dropping an engine runs the retries that fall due well inside its
+///    grace; a job due after the grace is given up (its payload dropped
+///    unrun), not waited for.
+#[test]
+fn drop_runs_retries_that_fall_due_within_its_grace() {
+    struct Counted(Arc<AtomicU64>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let completed = Arc::new(AtomicU64::new(0));
+    let dropped = Arc::new(AtomicU64::new(0));
+    let c = completed.clone();
+    let engine = Engine::<Counted>::builder()
+        .workers(2)
+        .pin_workers(false)
+        .backoff(Duration::from_millis(20), Duration::from_millis(20))
+        .jitter(false)
+        .build(move |ctx, _| {
+            if ctx.attempt() == 1 {
+                return Err(JobError::retry("first try fails"));
+            }
+            c.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        })
+        .unwrap();
+    for n in 0..30u64 {
+        engine
+            .submit(Job::new(n, Counted(dropped.clone())))
+            .unwrap();
+    }
+    engine
+        .submit(Job::new(99u64, Counted(dropped.clone())).delay(Duration::from_secs(3_600)))
+        .unwrap();
+    // Every job has failed once and waits to retry.
+    wait_for(|| engine.metrics().counters.retried == 30);
+    within("drop", move || drop(engine));
+    assert_eq!(completed.load(Ordering::Relaxed), 30, "retries due within the grace ran");
+    // 30 payloads dropped after completing, one unrun.
+    assert_eq!(dropped.load(Ordering::Relaxed), 31);
+}
+
+/// 8. `rejected_full` counts refused calls, not a waiting submit's tries:
+///    one `Timeout` after many looks is one refusal; the looks are in
+///    `full_attempts`. An async submit given up while waiting counts once.
+#[test]
+fn rejected_full_counts_calls_not_attempts() {
+    let (engine, latch) = full_rings();
+    let m0 = engine.metrics().counters;
+    let r = engine.submit_timeout(Job::new(30u64, 30), Duration::from_millis(50));
+    assert!(matches!(r, Err(SubmitError::Timeout(_))), "{r:?}");
+    let m1 = engine.metrics().counters;
+    assert_eq!(m1.rejected_full - m0.rejected_full, 1);
+    assert!(m1.full_attempts - m0.full_attempts > 1, "{m1:?}");
+    // An async submit polled while full, then given up.
+    let mut fut = Box::pin(engine.submit_async(Job::new(31u64, 31)));
+    let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+    for _ in 0..3 {
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+    }
+    drop(fut);
+    assert_eq!(engine.metrics().counters.rejected_full - m1.rejected_full, 1);
+    // A waiting submit that is then accepted is no refusal.
+    let m2 = engine.metrics().counters;
+    std::thread::scope(|s| {
+        let h = s.spawn(|| engine.submit(Job::new(32u64, 32)));
+        wait_for(|| engine.metrics().counters.full_attempts > m2.full_attempts + 1);
+        latch.open();
+        assert_eq!(h.join().unwrap().unwrap(), Submitted::Accepted);
+    });
+    assert_eq!(engine.metrics().counters.rejected_full, m2.rejected_full);
+    assert!(engine.shutdown().counts.is_conserved());
+}
