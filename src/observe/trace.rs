@@ -16,7 +16,7 @@
 //! | `panic` | warn | `machine::attempt`, `machine::async_outcome` | `lane`, `id`, `attempt`, `error` |
 //! | `timeout` | debug | `machine::async_outcome` | `lane`, `id`, `attempt`, `limit` |
 //! | `duplicate` | debug | `Semantics::admit_id` (every submit path) | `lane`, `id` |
-//! | `full` | warn | `Shared::count_rejected_full`, `Driver::submit` | `lane`, `id` |
+//! | `full` | warn | `Shared::count_refused_full`, `Driver::submit` | `lane`, `id` |
 //! | `redrive` | info | `Semantics::take_for_redrive` (engine and driver) | `lane`, `id` |
 //!
 //! `id` is the [`JobId`]'s hex display, `key` the [`Key`](crate::Key) as

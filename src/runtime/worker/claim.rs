@@ -47,6 +47,13 @@ impl<T: Send + 'static> Worker<T> {
         if self.core.next_due().is_some_and(|due| due <= now) {
             self.core.fire(now);
             self.dirty = true;
+            if self.idle_told {
+                // A dropped engine's wait reads the next timer and the
+                // not-due gauges of idle workers: keep them current even
+                // if what fired can only wait (behind its key, or for a
+                // slot).
+                self.store_gauges();
+            }
             self.paused(crate::observe::pauses::Pause::Timers, now);
         }
     }
