@@ -287,6 +287,16 @@ fn shutdown_does_not_wait_for_an_iterator_that_overstates_its_size() {
     batch_does_not_hold_the_engine(false, 10);
 }
 
+/// Opens its latch when dropped: a failing assertion then ends the test
+/// instead of leaving a worker held (and the engine's drop waiting on it).
+struct OpenOnDrop(Arc<Latch>);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
 /// One worker held on a latch, rings of 2, both full behind it.
 fn full_rings() -> (Engine<u64>, Arc<Latch>) {
     let latch = Latch::new();
@@ -318,6 +328,7 @@ fn full_rings() -> (Engine<u64>, Arc<Latch>) {
 #[test]
 fn a_closed_engine_with_full_rings_answers_shutting_down() {
     let (engine, latch) = full_rings();
+    let _open = OpenOnDrop(latch.clone());
     engine.close();
     let shutting = |r: Result<Submitted, SubmitError<u64>>| {
         assert!(matches!(r, Err(SubmitError::ShuttingDown(_))), "{r:?}");
@@ -341,6 +352,7 @@ fn a_closed_engine_with_full_rings_answers_shutting_down() {
 #[test]
 fn a_waiting_submit_is_answered_shutting_down_when_the_engine_closes() {
     let (engine, latch) = full_rings();
+    let _open = OpenOnDrop(latch.clone());
     let engine = Arc::new(engine);
     let e = engine.clone();
     let before = engine.metrics().counters.full_attempts;
@@ -361,13 +373,34 @@ fn a_waiting_submit_is_answered_shutting_down_when_the_engine_closes() {
 ///    a second before the fix), and the due job runs once a slot frees.
 #[test]
 fn a_full_async_worker_does_not_spin_while_a_timer_is_due() {
+    // The condition: the delayed job is in the worker's timer, and the
+    // blocker holds the only slot before it falls due. A machine stalled
+    // for longer than the delay loses it (the delayed job then starts
+    // first, which the start order shows): run again with a longer delay.
+    for delay_ms in [300u64, 1_000, 3_000] {
+        if let Some(parks) = full_worker_with_a_due_timer(Duration::from_millis(delay_ms)) {
+            // A sleeping worker parks a handful of times here; a spinning
+            // one parks hundreds of thousands of times.
+            assert!(parks < 1_000, "FAIL: {parks} parks in 200 ms with a due timer");
+            return;
+        }
+    }
+    panic!("the blocker never started before the timer fell due");
+}
+
+/// Returns the parks counted over 200 ms while the timer is due and every
+/// slot busy, or `None` if the condition could not be set up.
+fn full_worker_with_a_due_timer(delay: Duration) -> Option<u64> {
     let gate = Arc::new(Gate::default());
     let g = gate.clone();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let o = order.clone();
     let engine = Engine::<u64>::builder()
         .workers(1)
         .pin_workers(false)
         .concurrency(1)
         .build_async(move |_, &n| {
+            o.lock().unwrap().push(n);
             let gate = g.clone();
             async move {
                 if n == 0 {
@@ -378,22 +411,27 @@ fn a_full_async_worker_does_not_spin_while_a_timer_is_due() {
             }
         })
         .unwrap();
+    // The delayed job first, while a slot is free: it is taken into the
+    // worker's timer (the delayed gauge says so once the worker idles).
+    engine.submit(Job::new(1u64, 1).delay(delay)).unwrap();
+    wait_for(|| engine.metrics().gauges.delayed == 1 || !order.lock().unwrap().is_empty());
+    // Then the blocker takes the only slot.
     engine.submit(Job::new(0u64, 0)).unwrap();
-    wait_for(|| engine.metrics().counters.started == 1);
-    engine
-        .submit(Job::new(1u64, 1).delay(Duration::from_millis(5)))
-        .unwrap();
-    // Well past the delay: the timer has been due for a while.
-    std::thread::sleep(Duration::from_millis(50));
-    let before = engine.metrics().counters.parks;
-    std::thread::sleep(Duration::from_millis(200));
-    let parks = engine.metrics().counters.parks - before;
-    // A sleeping worker parks a handful of times here; a spinning one
-    // parks hundreds of thousands of times.
-    assert!(parks < 1_000, "FAIL: {parks} parks in 200 ms with a due timer");
+    wait_for(|| !order.lock().unwrap().is_empty());
+    let set_up = order.lock().unwrap().first() == Some(&0);
+    let mut parks = None;
+    if set_up {
+        // Past the delay: the timer has been due for a while.
+        std::thread::sleep(delay + Duration::from_millis(50));
+        let before = engine.metrics().counters.parks;
+        std::thread::sleep(Duration::from_millis(200));
+        parks = Some(engine.metrics().counters.parks - before);
+        assert_eq!(order.lock().unwrap().len(), 1, "the due job started with no slot");
+    }
     gate.release();
     let c = within("the due job runs once the slot frees", move || engine.shutdown().counts);
     assert_eq!((c.accepted, c.completed), (2, 2), "{c:?}");
+    parks
 }
 
 /// A value whose `Drop` panics: user state that quay must drop behind a
@@ -528,6 +566,7 @@ fn drop_runs_retries_that_fall_due_within_its_grace() {
 #[test]
 fn rejected_full_counts_calls_not_attempts() {
     let (engine, latch) = full_rings();
+    let _open = OpenOnDrop(latch.clone());
     let m0 = engine.metrics().counters;
     let r = engine.submit_timeout(Job::new(30u64, 30), Duration::from_millis(50));
     assert!(matches!(r, Err(SubmitError::Timeout(_))), "{r:?}");
