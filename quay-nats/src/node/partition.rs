@@ -80,14 +80,18 @@ pub(crate) async fn run<T: Send + Sync + 'static>(
             _ = stop.changed() => return,
             m = messages.next() => match m {
                 Some(Ok(m)) => {
-                    let seq = m.info().map(|i| i.consumer_sequence).unwrap_or(0);
-                    if seq != delivered + 1 {
+                    // No ack metadata: neither order nor identity is known.
+                    let (seq, stream_seq) = m
+                        .info()
+                        .map(|i| (i.consumer_sequence, i.stream_sequence))
+                        .unwrap_or((0, 0));
+                    if seq != delivered + 1 || stream_seq == 0 {
                         eprintln!("quay-nats {name}: p{p} g{g}: delivery {seq} after {delivered}; ending the generation");
                         fence.end();
                         return;
                     }
                     delivered = seq;
-                    deliver(&shared, &fence, replay_upto, m).await;
+                    deliver(&shared, &fence, replay_upto, stream_seq, m).await;
                 }
                 Some(Err(e)) => match e.kind() {
                     // A missed heartbeat is reported, and the stream goes on.
@@ -191,6 +195,7 @@ async fn deliver<T: Send + Sync + 'static>(
     shared: &Arc<Shared<T>>,
     fence: &Arc<Fence>,
     replay_upto: u64,
+    seq: u64,
     m: Message,
 ) {
     let stats = &shared.stats;
@@ -201,7 +206,6 @@ async fn deliver<T: Send + Sync + 'static>(
         return;
     }
     let Some(reply) = m.reply.clone() else { return };
-    let seq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
     let headers = m.headers.clone().unwrap_or_default();
     // Read what the job needs from the headers first: the headers
     // themselves then move into the in-flight entry (for a dead letter).
@@ -215,7 +219,7 @@ async fn deliver<T: Send + Sync + 'static>(
         .and_then(|n| n.parse::<u32>().ok())
         .and_then(NonZeroU32::new);
     let delay = header(DELAY_HEADER).and_then(|d| d.parse::<u64>().ok());
-    let id = partition::local_id(&msg_id, fence.partition(), fence.generation());
+    let id = partition::local_id(&msg_id, seq, fence.partition(), fence.generation());
     let now = Instant::now();
     let entry = Entry {
         reply: reply.clone(),
