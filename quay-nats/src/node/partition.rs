@@ -247,18 +247,32 @@ async fn deliver<T: Send + Sync + 'static>(
             return;
         }
     }
-    let deaths = match shared.settings.crash_limit {
+    let crash = match shared.settings.crash_limit {
         None => None,
-        Some(_) if seq > replay_upto => Some(0),
-        Some(_) => Some(
-            crash::deaths(&shared.objects.crashes, &msg_id, fence.generation())
-                .await
-                .unwrap_or(0),
-        ),
+        Some(_) if seq > replay_upto => Some(crash::Record::default()),
+        Some(_) => {
+            match crash::lookup(&shared.objects.crashes, &msg_id, seq, fence.generation()).await {
+                Ok(record) => Some(record),
+                Err(e) => {
+                    // Its deaths are not known: not guessed. The next
+                    // generation replays it and reads the marker again.
+                    shared.lock_inflight().forget(id);
+                    eprintln!(
+                        "quay-nats {}: p{} g{}: crash marker of {msg_id}: {e}; ending the generation",
+                        shared.settings.name,
+                        fence.partition(),
+                        fence.generation()
+                    );
+                    fence.end();
+                    return;
+                }
+            }
+        }
     };
-    let poison = match (deaths, shared.settings.crash_limit) {
-        (Some(d), Some(limit)) if d >= limit => Some(format!(
-            "{CRASH_LOOP}: in flight at {d} owner deaths (limit {limit})"
+    let poison = match (crash, shared.settings.crash_limit) {
+        (Some(r), Some(limit)) if r.deaths >= limit => Some(format!(
+            "{CRASH_LOOP}: running alone at {} owner deaths (limit {limit})",
+            r.deaths
         )),
         _ => None,
     };
@@ -276,7 +290,8 @@ async fn deliver<T: Send + Sync + 'static>(
         .map(Arc::new),
         fence: fence.clone(),
         msg_id,
-        deaths,
+        seq,
+        crash,
         poison,
     };
     let mut job = Job::new(id, work);
