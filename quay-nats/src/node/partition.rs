@@ -41,13 +41,13 @@ pub(crate) async fn run<T: Send + Sync + 'static>(
         match takeover(&shared, p, g, max_ack_pending).await {
             Ok(c) => break c,
             Err(Takeover::Superseded(why)) => {
-                eprintln!("quay-nats {name}: p{p} g{g} is superseded: {why}");
+                tracing::info!(node = %name, partition = p, generation = g, %why, "superseded");
                 fence.end();
                 return;
             }
             // Nothing was delivered yet: trying again is safe.
             Err(Takeover::Failed(e)) => {
-                eprintln!("quay-nats {name}: takeover of p{p} g{g}: {e}");
+                tracing::warn!(node = %name, partition = p, generation = g, error = %e, "takeover failed; trying again");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
@@ -63,7 +63,7 @@ pub(crate) async fn run<T: Send + Sync + 'static>(
     let mut messages = match messages {
         Ok(m) => m,
         Err(e) => {
-            eprintln!("quay-nats {name}: p{p} g{g}: no message stream: {e}");
+            tracing::warn!(node = %name, partition = p, generation = g, error = %e, "no message stream; ending the generation");
             fence.end();
             return;
         }
@@ -86,7 +86,7 @@ pub(crate) async fn run<T: Send + Sync + 'static>(
                         .map(|i| (i.consumer_sequence, i.stream_sequence))
                         .unwrap_or((0, 0));
                     if seq != delivered + 1 || stream_seq == 0 {
-                        eprintln!("quay-nats {name}: p{p} g{g}: delivery {seq} after {delivered}; ending the generation");
+                        tracing::warn!(node = %name, partition = p, generation = g, delivery = seq, after = delivered, stream_seq, "a gap in deliveries; ending the generation");
                         fence.end();
                         return;
                     }
@@ -97,7 +97,7 @@ pub(crate) async fn run<T: Send + Sync + 'static>(
                     // A missed heartbeat is reported, and the stream goes on.
                     MessagesErrorKind::MissingHeartbeat => continue,
                     _ => {
-                        eprintln!("quay-nats {name}: p{p} g{g}: {e}; ending the generation");
+                        tracing::warn!(node = %name, partition = p, generation = g, error = %e, "message stream failed; ending the generation");
                         fence.end();
                         return;
                     }
@@ -257,11 +257,14 @@ async fn deliver<T: Send + Sync + 'static>(
                     // Its deaths are not known: not guessed. The next
                     // generation replays it and reads the marker again.
                     shared.lock_inflight().forget(id);
-                    eprintln!(
-                        "quay-nats {}: p{} g{}: crash marker of {msg_id}: {e}; ending the generation",
-                        shared.settings.name,
-                        fence.partition(),
-                        fence.generation()
+                    tracing::warn!(
+                        node = %shared.settings.name,
+                        partition = fence.partition(),
+                        generation = fence.generation(),
+                        msg_id = %msg_id,
+                        stream_seq = seq,
+                        error = %e,
+                        "crash marker not read or written; ending the generation"
                     );
                     fence.end();
                     return;
@@ -312,11 +315,12 @@ async fn deliver<T: Send + Sync + 'static>(
             // known here, so nothing is answered. The generation ends, and
             // the next one replays the job under a new ID.
             shared.lock_inflight().forget(id);
-            eprintln!(
-                "quay-nats {}: p{} g{}: a redelivery the engine already had; ending the generation",
-                shared.settings.name,
-                fence.partition(),
-                fence.generation()
+            tracing::warn!(
+                node = %shared.settings.name,
+                partition = fence.partition(),
+                generation = fence.generation(),
+                stream_seq = seq,
+                "a redelivery the engine already had; ending the generation"
             );
             fence.end();
         }
