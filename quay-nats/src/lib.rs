@@ -5,6 +5,12 @@
 //! `docs/scale-out.md` explains the architecture, the ownership and fencing
 //! protocol, and the guarantees.
 //!
+//! Diagnostics (a failed takeover, a generation ended early) are `tracing`
+//! events: install a subscriber to see them. The `cli` feature (default)
+//! builds the `quay-nats` binary and its own dependencies (`clap`,
+//! `tempfile`, `tracing-subscriber`); a library user sets
+//! `default-features = false` and builds none of them.
+//!
 //! | module | owns |
 //! |---|---|
 //! | [`settings`] | [`Cluster`] and [`NodeSettings`], validated |

@@ -139,6 +139,11 @@ impl Proc {
         }
     }
 
+    /// Whether the process has exited (it crashed, or it drained).
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
     /// `kill -STOP`.
     pub fn stop(&self) -> Result<(), String> {
         signal(self.pid(), "-STOP")

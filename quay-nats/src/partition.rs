@@ -31,13 +31,20 @@ pub fn msg_id(id: JobId) -> String {
     format!("{:032x}", id.as_u128())
 }
 
-/// The local quay ID of a delivered message. Partition and generation are
-/// part of it: a job replayed onto the same node under a new generation must
-/// run again, and with the bare Msg-Id the local dedup set would answer
-/// `Duplicate` and the job would be acked without running.
-pub fn local_id(msg_id: &str, partition: u32, generation: u64) -> JobId {
-    let mut buf = Vec::with_capacity(msg_id.len() + 12);
+/// The local quay ID of a delivered message: one stream message (its
+/// stream sequence, with its Msg-Id) under one partition generation.
+///
+/// - The stream sequence tells a redelivery of a message (same sequence)
+///   from a new message that reuses an old Msg-Id after the dedup window
+///   (a new sequence): the first may be acked at once if it is already
+///   terminal, the second is a publish the server accepted, and must run.
+/// - Partition and generation are part of it: a job replayed onto the same
+///   node under a new generation must run again, and with an ID it had
+///   before, the local dedup set would answer `Duplicate`.
+pub fn local_id(msg_id: &str, stream_seq: u64, partition: u32, generation: u64) -> JobId {
+    let mut buf = Vec::with_capacity(msg_id.len() + 20);
     buf.extend_from_slice(msg_id.as_bytes());
+    buf.extend_from_slice(&stream_seq.to_le_bytes());
     buf.extend_from_slice(&partition.to_le_bytes());
     buf.extend_from_slice(&generation.to_le_bytes());
     JobId::from(xxh3_128(&buf))
@@ -58,15 +65,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keyed_jobs_share_a_partition_and_ids_differ_by_generation() {
+    fn keyed_jobs_share_a_partition_and_ids_differ_by_message_and_generation() {
         let k = Key::from("user-7");
         assert_eq!(
             partition_of(Some(k), "a", 64),
             partition_of(Some(k), "b", 64)
         );
-        assert_ne!(local_id("m", 1, 1), local_id("m", 1, 2));
-        assert_ne!(local_id("m", 1, 1), local_id("m", 2, 1));
-        assert_eq!(local_id("m", 3, 9), local_id("m", 3, 9));
+        assert_ne!(local_id("m", 5, 1, 1), local_id("m", 5, 1, 2));
+        assert_ne!(local_id("m", 5, 1, 1), local_id("m", 5, 2, 1));
+        // A new message with an old Msg-Id is a new job.
+        assert_ne!(local_id("m", 5, 1, 1), local_id("m", 6, 1, 1));
+        assert_eq!(local_id("m", 5, 3, 9), local_id("m", 5, 3, 9));
     }
 
     #[test]

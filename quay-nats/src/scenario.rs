@@ -1,7 +1,8 @@
 //! The workload the demo, the chaos test and the benchmark run: keyed jobs
 //! with a sequence number per key, some transient failures and some
 //! poison, whose handler appends `{key, seq, node, generation}` to a
-//! [`FencedLog`] and waits for its PubAck before it returns `Ok`.
+//! [`FencedLog`] and waits for its PubAck before it returns `Ok`; and for
+//! the crash-loop test, slow jobs and a job that aborts its process.
 //!
 //! It lives in the library so that the binary's node processes, the tests
 //! and [`audit`](crate::audit) read and write one format.
@@ -10,8 +11,9 @@ use crate::fenced_log::{AppendError, FencedLog};
 use crate::node::Token;
 use quay::{Job, JobError};
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The results log's stream and subject prefix in namespace `ns`:
 /// `<NS>_RESULTS` on `<ns>.results.>`.
@@ -33,6 +35,53 @@ pub enum Kind {
     Poison,
     /// Succeeds without writing a result (the benchmark's no-op).
     Noop,
+    /// Like `Ok`, after holding its attempt for [`SLOW`].
+    Slow,
+    /// Aborts its process (`std::process::abort`) on every attempt: as
+    /// soon as another attempt of this process is running and a
+    /// `Transient` job of this process waits for its retry, or after
+    /// [`ABORT_WAIT`] if that does not happen (it cannot when the attempt
+    /// runs alone). The crash-loop test's poison.
+    Abort,
+}
+
+/// How long a [`Kind::Slow`] attempt holds.
+pub const SLOW: Duration = Duration::from_millis(200);
+/// The longest a [`Kind::Abort`] attempt waits for company before it aborts.
+pub const ABORT_WAIT: Duration = Duration::from_millis(500);
+
+/// The handler's attempts in flight in this process.
+static RUNNING: AtomicU32 = AtomicU32::new(0);
+/// `Transient` jobs of this process whose first attempt failed and whose
+/// retry has not started.
+static WAITING: AtomicU32 = AtomicU32::new(0);
+
+/// Counts one attempt in [`RUNNING`] while it lives.
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> InFlight {
+        RUNNING.fetch_add(1, Ordering::SeqCst);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        RUNNING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A [`Kind::Abort`] attempt: waits (bounded) for company, then aborts.
+async fn abort_soon() -> ! {
+    let deadline = std::time::Instant::now() + ABORT_WAIT;
+    while std::time::Instant::now() < deadline {
+        if RUNNING.load(Ordering::SeqCst) >= 2 && WAITING.load(Ordering::SeqCst) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    std::process::abort()
 }
 
 /// One job of the workload.
@@ -88,7 +137,9 @@ pub fn handler(log: Arc<FencedLog>) -> impl Fn(Token, Arc<Task>) -> Run + Send +
     move |token: Token, task: Arc<Task>| {
         let log = log.clone();
         Box::pin(async move {
+            let _running = InFlight::enter();
             match task.kind {
+                Kind::Abort => abort_soon().await,
                 Kind::Poison => {
                     return Err(JobError::retry(format!(
                         "poison k{}-s{}",
@@ -96,10 +147,18 @@ pub fn handler(log: Arc<FencedLog>) -> impl Fn(Token, Arc<Task>) -> Run + Send +
                     )))
                 }
                 Kind::Transient if token.attempt() == 1 => {
-                    return Err(JobError::retry("transient"))
+                    WAITING.fetch_add(1, Ordering::SeqCst);
+                    return Err(JobError::retry("transient"));
+                }
+                Kind::Transient => {
+                    // Saturating: a retry in a generation whose first attempt
+                    // ran before this process started counts nothing.
+                    let _ = WAITING
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
                 }
                 Kind::Noop => return Ok(()),
-                _ => {}
+                Kind::Slow => tokio::time::sleep(SLOW).await,
+                Kind::Ok => {}
             }
             token.check().map_err(|e| JobError::retry(e.to_string()))?;
             let record = Record {

@@ -167,9 +167,11 @@ pub struct NodeSettings {
     /// engine's `attempt_timeout` is set to it. Default 2 s; at most a
     /// third of the lease TTL.
     pub max_run_time: Duration,
-    /// Owner deaths a job may be in flight for before it goes to the DLQ
-    /// without running again; `None` turns crash-loop counting off (and
-    /// saves one KV write per job). Default `Some(3)`.
+    /// Deaths a job may have before it goes to the DLQ without running
+    /// again: ends of its owner's generation while an attempt of it ran
+    /// alone on its node (`docs/scale-out.md`, "Crash loops"). `None` turns
+    /// crash-loop counting off (and saves one KV write per job). Default
+    /// `Some(3)`.
     pub crash_limit: Option<u32>,
     /// JetStream's AckWait for the node's consumers. Jobs waiting longer
     /// (behind a key, or in backoff) get `+WPI`. Default 30 s.

@@ -408,3 +408,67 @@ fn a_handler_that_panics_every_time_ends_in_the_dlq_not_acked_away() {
     assert!(errors.contains("panic: handler bug on seq 0"), "{errors}");
     assert_eq!(rt.block_on(stream_messages(&js, "QUAY_JOBS")), 0);
 }
+
+#[test]
+fn a_republish_after_the_dedup_window_runs_again() {
+    let short = quay_nats::Cluster {
+        dedup_window: Duration::from_secs(1),
+        ..cluster()
+    };
+    let e = env(short.clone());
+    let (server, rt, client, producer) = (&e.server, &e.rt, e.client.clone(), &e.producer);
+    let _in_rt = rt.enter();
+    let task = Task {
+        key: 3,
+        seq: 0,
+        fail: 0,
+    };
+    let first = rt
+        .block_on(producer.publish(job(task.clone())))
+        .expect("publish");
+    assert_eq!(first, Submitted::Accepted);
+    let runs: Runs = Arc::default();
+    let seen = runs.clone();
+    let node = Node::builder::<Task>(server.url(), short, node_settings("n1"))
+        .start(move |tok, t: Arc<Task>| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push((t.key, t.seq, tok.attempt()));
+                Ok(())
+            }
+        })
+        .expect("node starts");
+    let js = jetstream::new(client);
+    wait_for("the first run's ack", Duration::from_secs(30), || {
+        node.stats().acked == 1 && rt.block_on(stream_messages(&js, "QUAY_JOBS")) == 0
+    });
+    // The same Msg-Id again, until the server has forgotten it: each
+    // `Duplicate` answer stores nothing, and the first `Accepted` is a new
+    // message of the stream with an old Msg-Id.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = rt
+            .block_on(producer.publish(job(task.clone())))
+            .expect("republish");
+        if answer == Submitted::Accepted {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server still answers Duplicate 30 s after a 1 s window"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Either answer empties the stream: a run and its ack, or an ack unrun.
+    wait_for("the republish answered", Duration::from_secs(30), || {
+        let s = node.stats();
+        s.acked + s.reacked >= 2 && rt.block_on(stream_messages(&js, "QUAY_JOBS")) == 0
+    });
+    let stats = node.shutdown().stats;
+    assert_eq!(
+        *runs.lock().unwrap(),
+        vec![(3, 0, 1), (3, 0, 1)],
+        "an accepted republish must run"
+    );
+    assert_eq!((stats.acked, stats.reacked), (2, 0));
+}

@@ -69,9 +69,12 @@ fn start<T: Send + Sync + 'static>(
         // with nobody consuming: its generation ends, and the next starts.
         if let Err(panic) = task.catch_unwind().await {
             let why = super::work::panic_text(&*panic);
-            eprintln!(
-                "quay-nats {node}: p{} task panicked: {why}",
-                ended.partition()
+            tracing::error!(
+                node = %node,
+                partition = ended.partition(),
+                generation = ended.generation(),
+                panic = %why,
+                "partition task panicked; ending the generation"
             );
             ended.end();
         }

@@ -4,8 +4,13 @@
 //! partition tasks insert, the acker removes, the progress ticker reads,
 //! and a worker marks a job it fenced.
 //!
-//! Redeliveries: an ID still in flight has its reply subject swapped for
-//! the newer delivery's; an ID already terminal is acked at once.
+//! A local ID names one stream message (its stream sequence) under one
+//! partition generation (`partition::local_id`), so a delivery with an ID
+//! seen before is a true redelivery of that message: an ID still in flight
+//! has its reply subject swapped for the newer delivery's; an ID already
+//! terminal is acked at once. A new message that reuses an old Msg-Id (a
+//! republish after the dedup window) has a new stream sequence, hence a
+//! new ID, and runs.
 
 use super::fence::Fence;
 use async_nats::{HeaderMap, Subject};

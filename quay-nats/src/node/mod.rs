@@ -11,11 +11,13 @@
 //! | [`fence`] | one generation's lease validity |
 //! | `inflight` | the in-flight table and terminal memory |
 //! | `acker` | acks, DLQ publishes, `+WPI` |
-//! | `crash` | crash-loop markers |
+//! | `crash` | crash-loop markers and the rule that reads them |
+//! | `alone` | the gate that lets a suspect's attempt run alone |
 //! | `dead` | dead letters, written inside the last attempt |
 //! | [`stats`] | counters |
 
 mod acker;
+mod alone;
 mod control;
 mod crash;
 mod dead;

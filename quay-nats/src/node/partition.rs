@@ -41,13 +41,13 @@ pub(crate) async fn run<T: Send + Sync + 'static>(
         match takeover(&shared, p, g, max_ack_pending).await {
             Ok(c) => break c,
             Err(Takeover::Superseded(why)) => {
-                eprintln!("quay-nats {name}: p{p} g{g} is superseded: {why}");
+                tracing::info!(node = %name, partition = p, generation = g, %why, "superseded");
                 fence.end();
                 return;
             }
             // Nothing was delivered yet: trying again is safe.
             Err(Takeover::Failed(e)) => {
-                eprintln!("quay-nats {name}: takeover of p{p} g{g}: {e}");
+                tracing::warn!(node = %name, partition = p, generation = g, error = %e, "takeover failed; trying again");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
@@ -63,7 +63,7 @@ pub(crate) async fn run<T: Send + Sync + 'static>(
     let mut messages = match messages {
         Ok(m) => m,
         Err(e) => {
-            eprintln!("quay-nats {name}: p{p} g{g}: no message stream: {e}");
+            tracing::warn!(node = %name, partition = p, generation = g, error = %e, "no message stream; ending the generation");
             fence.end();
             return;
         }
@@ -80,20 +80,24 @@ pub(crate) async fn run<T: Send + Sync + 'static>(
             _ = stop.changed() => return,
             m = messages.next() => match m {
                 Some(Ok(m)) => {
-                    let seq = m.info().map(|i| i.consumer_sequence).unwrap_or(0);
-                    if seq != delivered + 1 {
-                        eprintln!("quay-nats {name}: p{p} g{g}: delivery {seq} after {delivered}; ending the generation");
+                    // No ack metadata: neither order nor identity is known.
+                    let (seq, stream_seq) = m
+                        .info()
+                        .map(|i| (i.consumer_sequence, i.stream_sequence))
+                        .unwrap_or((0, 0));
+                    if seq != delivered + 1 || stream_seq == 0 {
+                        tracing::warn!(node = %name, partition = p, generation = g, delivery = seq, after = delivered, stream_seq, "a gap in deliveries; ending the generation");
                         fence.end();
                         return;
                     }
                     delivered = seq;
-                    deliver(&shared, &fence, replay_upto, m).await;
+                    deliver(&shared, &fence, replay_upto, stream_seq, m).await;
                 }
                 Some(Err(e)) => match e.kind() {
                     // A missed heartbeat is reported, and the stream goes on.
                     MessagesErrorKind::MissingHeartbeat => continue,
                     _ => {
-                        eprintln!("quay-nats {name}: p{p} g{g}: {e}; ending the generation");
+                        tracing::warn!(node = %name, partition = p, generation = g, error = %e, "message stream failed; ending the generation");
                         fence.end();
                         return;
                     }
@@ -191,6 +195,7 @@ async fn deliver<T: Send + Sync + 'static>(
     shared: &Arc<Shared<T>>,
     fence: &Arc<Fence>,
     replay_upto: u64,
+    seq: u64,
     m: Message,
 ) {
     let stats = &shared.stats;
@@ -201,7 +206,6 @@ async fn deliver<T: Send + Sync + 'static>(
         return;
     }
     let Some(reply) = m.reply.clone() else { return };
-    let seq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
     let headers = m.headers.clone().unwrap_or_default();
     // Read what the job needs from the headers first: the headers
     // themselves then move into the in-flight entry (for a dead letter).
@@ -215,7 +219,7 @@ async fn deliver<T: Send + Sync + 'static>(
         .and_then(|n| n.parse::<u32>().ok())
         .and_then(NonZeroU32::new);
     let delay = header(DELAY_HEADER).and_then(|d| d.parse::<u64>().ok());
-    let id = partition::local_id(&msg_id, fence.partition(), fence.generation());
+    let id = partition::local_id(&msg_id, seq, fence.partition(), fence.generation());
     let now = Instant::now();
     let entry = Entry {
         reply: reply.clone(),
@@ -243,18 +247,35 @@ async fn deliver<T: Send + Sync + 'static>(
             return;
         }
     }
-    let deaths = match shared.settings.crash_limit {
+    let crash = match shared.settings.crash_limit {
         None => None,
-        Some(_) if seq > replay_upto => Some(0),
-        Some(_) => Some(
-            crash::deaths(&shared.objects.crashes, &msg_id, fence.generation())
-                .await
-                .unwrap_or(0),
-        ),
+        Some(_) if seq > replay_upto => Some(crash::Record::default()),
+        Some(_) => {
+            match crash::lookup(&shared.objects.crashes, &msg_id, seq, fence.generation()).await {
+                Ok(record) => Some(record),
+                Err(e) => {
+                    // Its deaths are not known: not guessed. The next
+                    // generation replays it and reads the marker again.
+                    shared.lock_inflight().forget(id);
+                    tracing::warn!(
+                        node = %shared.settings.name,
+                        partition = fence.partition(),
+                        generation = fence.generation(),
+                        msg_id = %msg_id,
+                        stream_seq = seq,
+                        error = %e,
+                        "crash marker not read or written; ending the generation"
+                    );
+                    fence.end();
+                    return;
+                }
+            }
+        }
     };
-    let poison = match (deaths, shared.settings.crash_limit) {
-        (Some(d), Some(limit)) if d >= limit => Some(format!(
-            "{CRASH_LOOP}: in flight at {d} owner deaths (limit {limit})"
+    let poison = match (crash, shared.settings.crash_limit) {
+        (Some(r), Some(limit)) if r.deaths >= limit => Some(format!(
+            "{CRASH_LOOP}: running alone at {} owner deaths (limit {limit})",
+            r.deaths
         )),
         _ => None,
     };
@@ -272,7 +293,8 @@ async fn deliver<T: Send + Sync + 'static>(
         .map(Arc::new),
         fence: fence.clone(),
         msg_id,
-        deaths,
+        seq,
+        crash,
         poison,
     };
     let mut job = Job::new(id, work);
@@ -293,11 +315,12 @@ async fn deliver<T: Send + Sync + 'static>(
             // known here, so nothing is answered. The generation ends, and
             // the next one replays the job under a new ID.
             shared.lock_inflight().forget(id);
-            eprintln!(
-                "quay-nats {}: p{} g{}: a redelivery the engine already had; ending the generation",
-                shared.settings.name,
-                fence.partition(),
-                fence.generation()
+            tracing::warn!(
+                node = %shared.settings.name,
+                partition = fence.partition(),
+                generation = fence.generation(),
+                stream_seq = seq,
+                "a redelivery the engine already had; ending the generation"
             );
             fence.end();
         }

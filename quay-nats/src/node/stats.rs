@@ -20,6 +20,8 @@ pub struct Stats {
     pub(crate) lost: AtomicU64,
     pub(crate) dlq_abandoned: AtomicU64,
     pub(crate) hook_panics: AtomicU64,
+    pub(crate) ran_alone: AtomicU64,
+    pub(crate) unmarked: AtomicU64,
 }
 
 impl Stats {
@@ -45,6 +47,8 @@ impl Stats {
             lost: r(&self.lost),
             dlq_abandoned: r(&self.dlq_abandoned),
             hook_panics: r(&self.hook_panics),
+            ran_alone: r(&self.ran_alone),
+            unmarked: r(&self.unmarked),
         }
     }
 }
@@ -81,4 +85,11 @@ pub struct NodeStats {
     pub dlq_abandoned: u64,
     /// Panics contained in the `on_acquire` hook.
     pub hook_panics: u64,
+    /// Attempts run alone on the node: those of crash-loop suspects.
+    #[serde(default)]
+    pub ran_alone: u64,
+    /// Attempts run alone whose finished marker was not written (the job
+    /// may be charged a death it did not cause).
+    #[serde(default)]
+    pub unmarked: u64,
 }

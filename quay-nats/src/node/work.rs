@@ -1,12 +1,13 @@
 //! What a node's local engine runs: [`Work`], one delivered job, and the
-//! wrapper around the user's handler that fences, marks crash-loop
-//! starts, and hands poison straight to the DLQ.
+//! wrapper around the user's handler that fences, holds the crash-loop
+//! gate and markers (`crash.rs`, `alone.rs`), and hands poison straight to
+//! the DLQ.
 
-use super::crash::{self, Marker};
-use super::dead;
+use super::crash::{self, Marker, Record};
 use super::fence::{Fence, Fenced};
 use super::inflight::InFlight;
 use super::stats::Stats;
+use super::{alone, dead};
 use async_nats::jetstream::kv;
 use futures::FutureExt;
 use quay::{JobContext, JobError};
@@ -21,8 +22,10 @@ pub(crate) struct Work<T> {
     pub payload: Result<Arc<T>, String>,
     pub fence: Arc<Fence>,
     pub msg_id: Arc<str>,
-    /// Deaths counted so far, when crash-loop counting is on.
-    pub deaths: Option<u32>,
+    /// Its stream sequence.
+    pub seq: u64,
+    /// Its crash-loop record, when crash-loop counting is on.
+    pub crash: Option<Record>,
     /// Set when the job must go to the DLQ without running.
     pub poison: Option<String>,
 }
@@ -114,21 +117,63 @@ impl Wrap {
         let payload = work
             .payload
             .map_err(|e| JobError::fatal(format!("payload did not decode: {e}")))?;
+        // The gate before the fence: the wait for it is not run time.
+        let alone = work.crash.is_some_and(|r| r.alone());
+        let _permit = match work.crash {
+            Some(_) => Some(alone::enter(alone).await),
+            None => None,
+        };
         if token.fence.check(self.max_run).is_err() {
             // Not run, not acked: the partition's next owner replays it.
             self.table().mark_fenced(ctx.id());
             self.stats.add(&self.stats.fenced, 1);
             return Ok(false);
         }
-        if let (Some(deaths), 1) = (work.deaths, ctx.attempt()) {
-            let marker = Marker {
-                g: token.generation(),
-                deaths,
-            };
-            crash::mark(&self.crashes, &token.msg_id, &marker)
+        let (g, msg_id) = (token.generation(), token.msg_id.clone());
+        // Running, before the handler: an ordinary job once per generation,
+        // a job that runs alone at every attempt.
+        if let Some(record) = work.crash.filter(|_| alone || ctx.attempt() == 1) {
+            let marker = record.marker(g, true, alone);
+            crash::mark(&self.crashes, &msg_id, work.seq, &marker)
                 .await
                 .map_err(|e| JobError::retry(format!("crash marker not written: {e}")))?;
         }
+        if alone {
+            self.stats.add(&self.stats.ran_alone, 1);
+        }
+        let outcome = self.run(token, payload, user).await;
+        // Finished, while still alone, whatever the outcome.
+        if let Some(record) = work.crash.filter(|_| alone) {
+            self.finished(&msg_id, work.seq, &record.marker(g, false, true))
+                .await;
+        }
+        outcome
+    }
+
+    /// Marks an attempt that ran alone finished, retrying a few times: a
+    /// marker left running would charge the job a death its successor
+    /// cannot tell from a crash.
+    async fn finished(&self, msg_id: &str, seq: u64, marker: &Marker) {
+        let mut backoff = Duration::from_millis(50);
+        for _ in 0..FINISH_TRIES {
+            if crash::mark(&self.crashes, msg_id, seq, marker)
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
+        self.stats.add(&self.stats.unmarked, 1);
+    }
+
+    /// The user's handler: `Ok(true)` when it returned `Ok`.
+    async fn run<T, H, F>(&self, token: Token, payload: Arc<T>, user: &H) -> Result<bool, JobError>
+    where
+        H: Fn(Token, Arc<T>) -> F,
+        F: Future<Output = Result<(), JobError>>,
+    {
         // The user's call and its future, behind a guard: a panic is a
         // failed attempt that this wrapper sees (so a last one still writes
         // its dead letter), not an unwind through the engine.
@@ -185,14 +230,18 @@ pub(crate) fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
 struct Attempt<T> {
     payload: Result<Arc<T>, String>,
     poison: Option<String>,
-    deaths: Option<u32>,
+    seq: u64,
+    crash: Option<Record>,
 }
+
+/// Tries at marking an attempt that ran alone finished (about 4 s in all).
+const FINISH_TRIES: u32 = 8;
 
 /// One attempt in progress, as the engine polls it.
 pub(crate) type Attempting = std::pin::Pin<Box<dyn Future<Output = Result<(), JobError>>>>;
 
-/// The engine's handler: the user's, behind the fence, the crash marker
-/// and `max_run_time`; a job's last failure writes its dead letter.
+/// The engine's handler: the user's, behind the gate, the fence, the
+/// crash markers and `max_run_time`; a job's last failure writes its dead letter.
 pub(crate) fn wrap<T, H, F>(
     wrap: Arc<Wrap>,
     user: Arc<H>,
@@ -209,7 +258,8 @@ where
         let attempt = Attempt {
             payload: work.payload.clone(),
             poison: work.poison.clone(),
-            deaths: work.deaths,
+            seq: work.seq,
+            crash: work.crash,
         };
         let token = Token {
             fence: fence.clone(),

@@ -41,6 +41,12 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 }
 
 fn main() {
+    // The library's diagnostics, to stderr (stdout carries a node's events).
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(a) => demo::run(a),
