@@ -32,7 +32,12 @@ struct Ran {
     cv: Condvar,
 }
 
+/// `#[ignore]`d: at bound 2 this model ran for over 20 minutes without
+/// finishing on the 2-core machine (two async workers, a whole engine), too
+/// long for CI. Run it by hand with `-- --ignored`; whether it passes, and
+/// whether it fails on the code before the fix, is not yet known.
 #[test]
+#[ignore = "too slow for CI at bound 2: see its docs"]
 fn a_stealable_job_goes_to_a_worker_that_can_take_it() {
     check("loom_wake_full::a_stealable_job_goes_to_a_worker_that_can_take_it", || {
         let io = Arc::new(Io::default());
