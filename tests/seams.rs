@@ -93,7 +93,9 @@ fn home_shard(workers: usize) -> usize {
         .unwrap();
     for w in 0..workers {
         let k = key_owned_by(workers, w);
-        probe.submit(Job::new(1_000 + w as u64, 0).keyed(k)).unwrap();
+        probe
+            .submit(Job::new(1_000 + w as u64, 0).keyed(k))
+            .unwrap();
     }
     wait_for(|| probe.metrics().counters.started == workers as u64);
     probe.submit(Job::new(9_999u64, 0)).unwrap();
@@ -164,9 +166,7 @@ fn a_stealable_job_is_not_left_behind_a_full_async_worker() {
         })
         .unwrap();
     // The blocker fills the home shard's worker (concurrency 1).
-    engine
-        .submit(Job::new(0u64, 0).keyed(blocker_key))
-        .unwrap();
+    engine.submit(Job::new(0u64, 0).keyed(blocker_key)).unwrap();
     assert_eq!(rx.recv_timeout(WATCHDOG).unwrap(), home);
     wait_parked(&engine, 2);
     // This thread's unkeyed job goes to the full worker's ring.
@@ -256,7 +256,11 @@ fn batch_does_not_hold_the_engine(drop_it: bool, lower: usize) {
     go.send(()).unwrap();
     let report = within("the batch ends", move || batch.join().unwrap());
     let accepted = report.accepted as u64;
-    assert_eq!(accepted, ran.load(Ordering::Relaxed), "accepted jobs all ran");
+    assert_eq!(
+        accepted,
+        ran.load(Ordering::Relaxed),
+        "accepted jobs all ran"
+    );
     assert_eq!(report.accepted + report.refused.len(), 4, "{report:?}");
     assert_eq!(report.outcomes.last(), Some(&BatchOutcome::ShuttingDown));
     for e in &report.refused {
@@ -356,14 +360,16 @@ fn a_waiting_submit_is_answered_shutting_down_when_the_engine_closes() {
     let engine = Arc::new(engine);
     let e = engine.clone();
     let before = engine.metrics().counters.full_attempts;
-    let waiter = std::thread::spawn(move || {
-        e.submit_timeout(Job::new(20u64, 20), Duration::from_secs(600))
-    });
+    let waiter =
+        std::thread::spawn(move || e.submit_timeout(Job::new(20u64, 20), Duration::from_secs(600)));
     // It is waiting once it has looked more than once.
     wait_for(|| engine.metrics().counters.full_attempts > before + 1);
     engine.close();
     let answer = within("the waiting submit answers", move || waiter.join().unwrap());
-    assert!(matches!(answer, Err(SubmitError::ShuttingDown(_))), "{answer:?}");
+    assert!(
+        matches!(answer, Err(SubmitError::ShuttingDown(_))),
+        "{answer:?}"
+    );
     latch.open();
     assert!(engine.shutdown().counts.is_conserved());
 }
@@ -381,7 +387,10 @@ fn a_full_async_worker_does_not_spin_while_a_timer_is_due() {
         if let Some(parks) = full_worker_with_a_due_timer(Duration::from_millis(delay_ms)) {
             // A sleeping worker parks a handful of times here; a spinning
             // one parks hundreds of thousands of times.
-            assert!(parks < 1_000, "FAIL: {parks} parks in 200 ms with a due timer");
+            assert!(
+                parks < 1_000,
+                "FAIL: {parks} parks in 200 ms with a due timer"
+            );
             return;
         }
     }
@@ -426,10 +435,16 @@ fn full_worker_with_a_due_timer(delay: Duration) -> Option<u64> {
         let before = engine.metrics().counters.parks;
         std::thread::sleep(Duration::from_millis(200));
         parks = Some(engine.metrics().counters.parks - before);
-        assert_eq!(order.lock().unwrap().len(), 1, "the due job started with no slot");
+        assert_eq!(
+            order.lock().unwrap().len(),
+            1,
+            "the due job started with no slot"
+        );
     }
     gate.release();
-    let c = within("the due job runs once the slot frees", move || engine.shutdown().counts);
+    let c = within("the due job runs once the slot frees", move || {
+        engine.shutdown().counts
+    });
     assert_eq!((c.accepted, c.completed), (2, 2), "{c:?}");
     parks
 }
@@ -555,7 +570,11 @@ fn drop_runs_retries_that_fall_due_within_its_grace() {
     // Every job has failed once and waits to retry.
     wait_for(|| engine.metrics().counters.retried == 30);
     within("drop", move || drop(engine));
-    assert_eq!(completed.load(Ordering::Relaxed), 30, "retries due within the grace ran");
+    assert_eq!(
+        completed.load(Ordering::Relaxed),
+        30,
+        "retries due within the grace ran"
+    );
     // 30 payloads dropped after completing, one unrun.
     assert_eq!(dropped.load(Ordering::Relaxed), 31);
 }
@@ -580,7 +599,10 @@ fn rejected_full_counts_calls_not_attempts() {
         assert!(fut.as_mut().poll(&mut cx).is_pending());
     }
     drop(fut);
-    assert_eq!(engine.metrics().counters.rejected_full - m1.rejected_full, 1);
+    assert_eq!(
+        engine.metrics().counters.rejected_full - m1.rejected_full,
+        1
+    );
     // A waiting submit that is then accepted is no refusal.
     let m2 = engine.metrics().counters;
     std::thread::scope(|s| {

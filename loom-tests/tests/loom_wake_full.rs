@@ -39,52 +39,55 @@ struct Ran {
 #[test]
 #[ignore = "too slow for CI at bound 2: see its docs"]
 fn a_stealable_job_goes_to_a_worker_that_can_take_it() {
-    check("loom_wake_full::a_stealable_job_goes_to_a_worker_that_can_take_it", || {
-        let io = Arc::new(Io::default());
-        let ran = Arc::new(Ran::default());
-        let (i, r) = (io.clone(), ran.clone());
-        let engine = Engine::<u64>::builder()
-            .workers(2)
-            .pin_workers(false)
-            .idle(IdleStrategy::Park)
-            .ring_capacity(2)
-            .capacity(2)
-            .concurrency(1)
-            .build_async(move |_, &n| {
-                let (io, ran) = (i.clone(), r.clone());
-                std::future::poll_fn(move |cx| -> Poll<Result<(), JobError>> {
-                    if n == 1 {
-                        *ran.yes.lock().unwrap() = true;
-                        ran.cv.notify_all();
-                        return Poll::Ready(Ok(()));
-                    }
-                    *io.waker.lock().unwrap() = Some(cx.waker().clone());
-                    // Acquire pairs with the main thread's Release store.
-                    if io.done.load(Ordering::Acquire) {
-                        Poll::Ready(Ok(()))
-                    } else {
-                        Poll::Pending
-                    }
+    check(
+        "loom_wake_full::a_stealable_job_goes_to_a_worker_that_can_take_it",
+        || {
+            let io = Arc::new(Io::default());
+            let ran = Arc::new(Ran::default());
+            let (i, r) = (io.clone(), ran.clone());
+            let engine = Engine::<u64>::builder()
+                .workers(2)
+                .pin_workers(false)
+                .idle(IdleStrategy::Park)
+                .ring_capacity(2)
+                .capacity(2)
+                .concurrency(1)
+                .build_async(move |_, &n| {
+                    let (io, ran) = (i.clone(), r.clone());
+                    std::future::poll_fn(move |cx| -> Poll<Result<(), JobError>> {
+                        if n == 1 {
+                            *ran.yes.lock().unwrap() = true;
+                            ran.cv.notify_all();
+                            return Poll::Ready(Ok(()));
+                        }
+                        *io.waker.lock().unwrap() = Some(cx.waker().clone());
+                        // Acquire pairs with the main thread's Release store.
+                        if io.done.load(Ordering::Acquire) {
+                            Poll::Ready(Ok(()))
+                        } else {
+                            Poll::Pending
+                        }
+                    })
                 })
-            })
-            .expect("valid settings");
-        engine.try_submit(Job::new(0u64, 0).keyed(7u64)).unwrap();
-        // This thread's unkeyed jobs go to shard 1's ring.
-        quay::__loom::set_home(1);
-        engine.try_submit(Job::new(1u64, 1)).unwrap();
-        {
-            let mut yes = ran.yes.lock().unwrap();
-            while !*yes {
-                yes = ran.cv.wait(yes).unwrap();
+                .expect("valid settings");
+            engine.try_submit(Job::new(0u64, 0).keyed(7u64)).unwrap();
+            // This thread's unkeyed jobs go to shard 1's ring.
+            quay::__loom::set_home(1);
+            engine.try_submit(Job::new(1u64, 1)).unwrap();
+            {
+                let mut yes = ran.yes.lock().unwrap();
+                while !*yes {
+                    yes = ran.cv.wait(yes).unwrap();
+                }
             }
-        }
-        // Release pairs with the future's Acquire load.
-        io.done.store(true, Ordering::Release);
-        if let Some(w) = io.waker.lock().unwrap().take() {
-            w.wake();
-        }
-        let c = engine.shutdown().counts;
-        assert_eq!((c.accepted, c.completed, c.held), (2, 2, 0), "{c:?}");
-        assert!(c.is_conserved(), "{c:?}");
-    });
+            // Release pairs with the future's Acquire load.
+            io.done.store(true, Ordering::Release);
+            if let Some(w) = io.waker.lock().unwrap().take() {
+                w.wake();
+            }
+            let c = engine.shutdown().counts;
+            assert_eq!((c.accepted, c.completed, c.held), (2, 2, 0), "{c:?}");
+            assert!(c.is_conserved(), "{c:?}");
+        },
+    );
 }

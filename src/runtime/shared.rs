@@ -176,7 +176,11 @@ impl<T: Send + 'static> Shared<T> {
     /// [`admit`](Self::admit), handing a duplicate back (its unit released
     /// and counted) for the caller to drop once it holds nothing.
     #[inline]
-    pub(crate) fn admit_or_return(&self, env: Envelope<T>, now: Timestamp) -> Result<(), Envelope<T>> {
+    pub(crate) fn admit_or_return(
+        &self,
+        env: Envelope<T>,
+        now: Timestamp,
+    ) -> Result<(), Envelope<T>> {
         if !self.sem.admit_id(&env) {
             self.gate.release(1);
             self.shards[home_shard(self.shards.len())].count_duplicates(1);

@@ -2,9 +2,9 @@
 //! their capacity back in batches, not one by one (see the worker's
 //! [`COMMIT_MAX`], [`COMMIT_AGE`] and [`EAGER_AFTER`](super::EAGER_AFTER)).
 
-use super::{Worker, COMMIT_AGE};
 #[cfg(doc)]
 use super::COMMIT_MAX;
+use super::{Worker, COMMIT_AGE};
 use crate::clock::Timestamp;
 use crate::observe::pauses::Pause;
 
