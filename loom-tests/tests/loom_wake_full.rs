@@ -1,8 +1,8 @@
 //! Loom model: a stealable job is never left behind a full async worker
 //! (`src/sync/idle.rs`, `Asleep::Full`), in the whole engine.
 //!
-//! Two parking workers, concurrency 1. A keyed job (key 7: owned by shard
-//! 1) fills worker 1 with an attempt whose future is never woken until the
+//! Two parking workers, concurrency 1. A keyed job (key 7, which shard
+//! one owns) fills worker 1 with an attempt whose future is never woken until the
 //! end. The main thread, whose home shard is 1, then submits an unkeyed job
 //! into worker 1's ring: only worker 0 can run it now. If the wake-up for
 //! it goes to worker 1 (which announced it sleeps with no free slot, takes
