@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{wait_for, Latch};
+use common::{held_engine, wait_for, Latch};
 use quay::{
     BatchOutcome, Engine, IdleStrategy, Job, JobError, RedriveError, SubmitError, Submitted,
 };
@@ -14,24 +14,6 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
-
-/// One unpinned worker whose handler holds every job at the returned latch
-/// until the test opens it; rings of `ring`, room for `capacity` jobs.
-fn held_engine(ring: usize, capacity: u64) -> (Engine<u64>, Arc<Latch>) {
-    let latch = Latch::new();
-    let l = latch.clone();
-    let engine = Engine::<u64>::builder()
-        .workers(1)
-        .pin_workers(false)
-        .ring_capacity(ring)
-        .capacity(capacity)
-        .build(move |_, _| {
-            l.wait();
-            Ok(())
-        })
-        .unwrap();
-    (engine, latch)
-}
 
 /// Rings of 2 and one worker: rings fill and empty all the time. Pairs of
 /// threads race to submit the same ID. A `Duplicate` answer must name a job

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{wait_for, Latch};
+use common::{held_engine, wait_for, Latch};
 use quay::{BatchOutcome, Engine, IdleStrategy, Job, JobError, SubmitError, Submitted};
 use std::future::Future;
 use std::pin::Pin;
@@ -303,18 +303,7 @@ impl Drop for OpenOnDrop {
 
 /// One worker held on a latch, rings of 2, both full behind it.
 fn full_rings() -> (Engine<u64>, Arc<Latch>) {
-    let latch = Latch::new();
-    let l = latch.clone();
-    let engine = Engine::<u64>::builder()
-        .workers(1)
-        .pin_workers(false)
-        .ring_capacity(2)
-        .capacity(1_000)
-        .build(move |_, _| {
-            l.wait();
-            Ok(())
-        })
-        .unwrap();
+    let (engine, latch) = held_engine(2, 1_000);
     engine.submit(Job::new(0u64, 0)).unwrap();
     wait_for(|| engine.metrics().counters.started == 1);
     for n in 1..=2u64 {

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use quay::Engine;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -31,4 +32,22 @@ impl Latch {
         *self.0.lock().unwrap() = true;
         self.1.notify_all();
     }
+}
+
+/// One unpinned worker whose handler holds every job at the returned latch
+/// until the test opens it; rings of `ring`, room for `capacity` jobs.
+pub fn held_engine(ring: usize, capacity: u64) -> (Engine<u64>, Arc<Latch>) {
+    let latch = Latch::new();
+    let l = latch.clone();
+    let engine = Engine::<u64>::builder()
+        .workers(1)
+        .pin_workers(false)
+        .ring_capacity(ring)
+        .capacity(capacity)
+        .build(move |_, _| {
+            l.wait();
+            Ok(())
+        })
+        .unwrap();
+    (engine, latch)
 }
