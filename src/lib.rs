@@ -200,19 +200,44 @@ pub mod __loom {
             Announced(self.0.announce(worker, true))
         }
 
-        /// The re-check found work.
-        pub fn cancel(&self, a: Announced) {
-            self.0.cancel(a.0)
+        /// The re-check found work. Returns whether a producer handed this
+        /// worker a wake-up meanwhile (which the engine's worker passes on).
+        pub fn cancel(&self, a: Announced) -> bool {
+            self.0.cancel(a.0) == crate::sync::idle::Handed::Yes
         }
 
-        /// Parks until unparked, then withdraws the announcement.
-        pub fn sleep(&self, a: Announced) {
-            self.0.sleep(a.0, None);
+        /// A worker with no free slot announces it is going to sleep: it is
+        /// woken only for work that is its alone.
+        pub fn announce_full(&self, worker: usize) -> Announced {
+            Announced(self.0.announce(worker, false))
+        }
+
+        /// Passes on a handed wake-up: the wake check for the first shard
+        /// from `from` on for which `has_work` says yes.
+        pub fn pass_on(&self, from: usize, has_work: impl Fn(usize) -> bool) {
+            self.0.pass_on(from, has_work)
+        }
+
+        /// Wakes every worker (what shutdown does).
+        pub fn unpark_all(&self) {
+            self.0.unpark_all()
+        }
+
+        /// Parks until unparked, then withdraws the announcement. Returns
+        /// whether a producer handed this worker a wake-up for a stealable
+        /// job (which the engine's worker passes on after its next claim).
+        pub fn sleep(&self, a: Announced) -> bool {
+            self.0.sleep(a.0, None).0 == crate::sync::idle::Handed::Yes
         }
 
         /// A producer's check after an unkeyed push to `shard`.
         pub fn notify(&self, shard: usize) {
             self.0.notify(shard, false)
+        }
+
+        /// A producer's check after a keyed push to `shard`'s owner.
+        pub fn notify_owner(&self, shard: usize) {
+            self.0.notify(shard, true)
         }
 
         /// A producer's check after pushing `jobs` unkeyed jobs at once.
@@ -229,6 +254,22 @@ pub mod __loom {
     /// A worker's announcement that it is going to sleep.
     #[derive(Debug)]
     pub struct Announced(crate::sync::idle::Announced);
+
+    /// A worker's claim from shard `shard`'s ring (`take_from` in
+    /// `src/runtime/worker/claim.rs`), for the model of a batch's spread
+    /// (`loom-tests/tests/loom_batch_spread.rs`): pops up to `max` items
+    /// into `sink`, at most half of the ring if `others`, and runs `idle`'s
+    /// wake check for what it leaves. Returns how many it took.
+    pub fn take_half<T>(
+        ring: &Ring<T>,
+        idle: &Idle,
+        shard: usize,
+        others: bool,
+        max: usize,
+        sink: impl FnMut(T),
+    ) -> usize {
+        crate::runtime::worker::take_half(ring, &idle.0, shard, others, max, sink)
+    }
 
     /// Sets the calling loom thread's home index (its home shard is this
     /// modulo the shard count); 0 unless set.

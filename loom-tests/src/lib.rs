@@ -5,7 +5,10 @@
 //! at 2 unless `LOOM_MAX_PREEMPTIONS` says otherwise (an unbounded search of
 //! an engine model would not finish), and prints how many interleavings it
 //! explored and how long that took. [`parking_engine`] builds the small
-//! engine the whole-engine models share.
+//! engine the whole-engine models share. [`run_child`] runs one `#[ignore]`d
+//! model of this test binary in a child process, for the models that must
+//! fail: a deadlock among several loom threads aborts the process, which
+//! `#[should_panic]` cannot catch.
 
 #[cfg(quay_loom)]
 mod imp {
@@ -63,6 +66,39 @@ mod imp {
             runs.load(Ordering::Relaxed),
             start.elapsed()
         );
+    }
+
+    /// What a child run of a model printed, and how it ended.
+    #[derive(Debug)]
+    pub struct ChildRun {
+        /// The child's exit status.
+        pub status: std::process::ExitStatus,
+        /// Its standard error and output, joined.
+        pub stderr: String,
+    }
+
+    /// Runs the `#[ignore]`d test `name` of the current test binary in a
+    /// child process (same environment, so the same preemption bound) and
+    /// returns how it ended. A child that cannot start is a failed run
+    /// (the panic names why).
+    pub fn run_child(name: &str) -> ChildRun {
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let out = std::process::Command::new(exe)
+            .args([
+                "--ignored",
+                "--exact",
+                name,
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .output()
+            .expect("the test binary runs as a child");
+        let mut stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        stderr.push_str(&String::from_utf8_lossy(&out.stdout));
+        ChildRun {
+            status: out.status,
+            stderr,
+        }
     }
 
     /// A submit of job `payload` racing a close: `true` if it was accepted,

@@ -1,93 +1,108 @@
-//! Loom model: a stealable job is never left behind a full async worker
-//! (`src/sync/idle.rs`, `Asleep::Full`), in the whole engine.
+//! Loom model: a stealable job is never left behind a full worker while
+//! another worker sleeps (`src/sync/idle.rs`, `Asleep::Full`), with the
+//! real `Idle` and the real `Ring` through the loom shim.
 //!
-//! Two parking workers, concurrency 1. A keyed job (key 7, which shard
-//! one owns) fills worker 1 with an attempt whose future is never woken until the
-//! end. The main thread, whose home shard is 1, then submits an unkeyed job
-//! into worker 1's ring: only worker 0 can run it now. If the wake-up for
-//! it goes to worker 1 (which announced it sleeps with no free slot, takes
-//! the wake-up, claims nothing and sleeps again) while worker 0 sleeps on,
-//! the main thread waits for the job for ever and loom reports the
-//! deadlock. Before the fix (every sleeper counted as able to claim) loom
-//! found exactly that.
+//! Two workers. Worker 0 is full: its one slot holds an attempt whose
+//! future is never woken, so it claims nothing, and its re-check looks only
+//! at what is its alone (here a stop flag, in the engine its inbox and
+//! timers). Worker 1 has room: it pops shard 0's ring, and finding nothing
+//! announces, re-checks (a claim, as `Worker::sleep` does) and parks. The
+//! producer pushes one unkeyed job to shard 0 (worker 0's) and runs the
+//! wake check, then waits for worker 1 to have run it. If the wake-up goes
+//! to worker 0, which takes it, claims nothing and sleeps again, worker 1
+//! sleeps on and the producer waits for ever: loom reports the deadlock.
+//!
+//! - `a_stealable_job_goes_to_a_worker_that_can_take_it`: worker 0
+//!   announces `Full` (`announce_full`, what the engine's worker does with
+//!   no free slot). Passes.
+//! - `every_sleeper_counted_loses_the_job`: the rule before the fix, where
+//!   every sleeper counted as able to claim (worker 0 announces as if it had
+//!   room). Must deadlock. Loom then aborts while unwinding the model's
+//!   threads, so this runs in a child process (`old_rule_child`) and the
+//!   test checks that the child reported the deadlock: the evidence that
+//!   the model tells the two rules apart.
 #![cfg(quay_loom)]
 
 use loom::sync::atomic::{AtomicBool, Ordering};
-use loom::sync::{Arc, Condvar, Mutex};
+use loom::sync::Arc;
+use loom::thread;
 use loom_tests::check;
-use quay::{Engine, IdleStrategy, Job, JobError};
-use std::task::{Poll, Waker};
+use quay::__loom::{Idle, Ring};
 
-/// The blocker's pending I/O, released by the main thread at the end.
-#[derive(Default)]
-struct Io {
-    done: AtomicBool,
-    waker: Mutex<Option<Waker>>,
-}
+fn model(name: &str, full_announced: bool) {
+    check(name, move || {
+        let idle = Arc::new(Idle::new(2));
+        let ring = Arc::new(Ring::<u64>::new(2));
+        let stop = Arc::new(AtomicBool::new(false));
 
-/// Set by the unkeyed job when it runs.
-#[derive(Default)]
-struct Ran {
-    yes: Mutex<bool>,
-    cv: Condvar,
-}
+        // Worker 0, full: sleeps until stopped, claims nothing.
+        let (i, s) = (idle.clone(), stop.clone());
+        let full = thread::spawn(move || loop {
+            let a = if full_announced {
+                i.announce_full(0)
+            } else {
+                i.announce(0)
+            };
+            // Acquire pairs with the producer's Release store of `stop`.
+            if s.load(Ordering::Acquire) {
+                // A full worker is never handed a stealable job's wake-up;
+                // under the old rule it may be, and has nothing to pass on
+                // to (worker 1 is gone by then).
+                let _ = i.cancel(a);
+                break;
+            }
+            i.sleep(a);
+        });
 
-/// `#[ignore]`d: at bound 2 this model ran for over 20 minutes without
-/// finishing on the 2-core machine (two async workers, a whole engine), too
-/// long for CI. Run it by hand with `-- --ignored`; whether it passes, and
-/// whether it fails on the code before the fix, is not yet known.
-#[test]
-#[ignore = "too slow for CI at bound 2: see its docs"]
-fn a_stealable_job_goes_to_a_worker_that_can_take_it() {
-    check(
-        "loom_wake_full::a_stealable_job_goes_to_a_worker_that_can_take_it",
-        || {
-            let io = Arc::new(Io::default());
-            let ran = Arc::new(Ran::default());
-            let (i, r) = (io.clone(), ran.clone());
-            let engine = Engine::<u64>::builder()
-                .workers(2)
-                .pin_workers(false)
-                .idle(IdleStrategy::Park)
-                .ring_capacity(2)
-                .capacity(2)
-                .concurrency(1)
-                .build_async(move |_, &n| {
-                    let (io, ran) = (i.clone(), r.clone());
-                    std::future::poll_fn(move |cx| -> Poll<Result<(), JobError>> {
-                        if n == 1 {
-                            *ran.yes.lock().unwrap() = true;
-                            ran.cv.notify_all();
-                            return Poll::Ready(Ok(()));
-                        }
-                        *io.waker.lock().unwrap() = Some(cx.waker().clone());
-                        // Acquire pairs with the main thread's Release store.
-                        if io.done.load(Ordering::Acquire) {
-                            Poll::Ready(Ok(()))
-                        } else {
-                            Poll::Pending
-                        }
-                    })
-                })
-                .expect("valid settings");
-            engine.try_submit(Job::new(0u64, 0).keyed(7u64)).unwrap();
-            // This thread's unkeyed jobs go to shard 1's ring.
-            quay::__loom::set_home(1);
-            engine.try_submit(Job::new(1u64, 1)).unwrap();
-            {
-                let mut yes = ran.yes.lock().unwrap();
-                while !*yes {
-                    yes = ran.cv.wait(yes).unwrap();
+        // Worker 1, with room: the worker's loop (`Worker::run`, `sleep`).
+        let (i, r) = (idle.clone(), ring.clone());
+        let free = thread::spawn(move || loop {
+            if r.pop().is_some() {
+                break;
+            }
+            let a = i.announce(1);
+            if r.pop().is_some() {
+                if i.cancel(a) {
+                    i.pass_on(1, |s| s == 0 && !r.is_empty());
                 }
+                break;
             }
-            // Release pairs with the future's Acquire load.
-            io.done.store(true, Ordering::Release);
-            if let Some(w) = io.waker.lock().unwrap().take() {
-                w.wake();
-            }
-            let c = engine.shutdown().counts;
-            assert_eq!((c.accepted, c.completed, c.held), (2, 2, 0), "{c:?}");
-            assert!(c.is_conserved(), "{c:?}");
-        },
+            i.sleep(a);
+        });
+
+        assert!(ring.push(7).is_ok(), "an empty ring refused a push");
+        idle.notify(0);
+        free.join().unwrap();
+        // Release pairs with worker 0's Acquire load.
+        stop.store(true, Ordering::Release);
+        idle.unpark_all();
+        full.join().unwrap();
+    });
+}
+
+#[test]
+fn a_stealable_job_goes_to_a_worker_that_can_take_it() {
+    model(
+        "loom_wake_full::a_stealable_job_goes_to_a_worker_that_can_take_it",
+        true,
+    );
+}
+
+/// The old rule, on its own: deadlocks (loom aborts), so it is run by
+/// `every_sleeper_counted_loses_the_job` in a child process.
+#[test]
+#[ignore = "run in a child process by every_sleeper_counted_loses_the_job"]
+fn old_rule_child() {
+    model("loom_wake_full::old_rule_child", false);
+}
+
+#[test]
+fn every_sleeper_counted_loses_the_job() {
+    let out = loom_tests::run_child("old_rule_child");
+    assert!(
+        !out.status.success() && out.stderr.contains("deadlock"),
+        "the old rule's model did not deadlock: status {:?}, stderr:\n{}",
+        out.status,
+        out.stderr
     );
 }

@@ -23,7 +23,8 @@
 //! wakes it if it can run the job: a worker that announced it has no free
 //! slot ([`Asleep::Full`]) is woken only for work that is its alone, so a
 //! stealable job goes to a sleeper that can take it (the loom model
-//! `loom-tests/tests/loom_wake_full.rs` checks this in the whole engine).
+//! `loom-tests/tests/loom_wake_full.rs` checks this, and that the rule
+//! before it, every sleeper counted, loses the job).
 //! Without the fences both loads may read the old values (store
 //! buffering: each side's store still in its own buffer), and a job sits
 //! in a ring while every worker that may run it sleeps. The loom model
@@ -31,6 +32,19 @@
 //! it passes, and with the producer's plain load and no fence
 //! ([`Idle::notify_unfenced`], for that model only) loom finds the lost
 //! wake-up.
+//!
+//! **The hand-over.** A producer takes a sleeper's wake-up for a stealable
+//! job with a compare-exchange from [`Asleep::CanClaim`] to
+//! [`Asleep::Handed`], never with a plain load: a load may read a
+//! `CanClaim` the worker has already withdrawn, and the wake-up would be
+//! counted on a worker that is busy with other work while another
+//! sleeps. The worker's withdraw is a swap that reads what it ends. A
+//! worker that was handed a wake-up ([`Idle::cancel`] or [`Idle::sleep`]
+//! says [`Handed::Yes`]) passes it on ([`Idle::pass_on`]) after its
+//! claim, if jobs remain: it may be busy with other work (what its
+//! re-check found, or a keyed job the same unpark was for). Loom found
+//! the plain load's loss (`loom-tests/tests/loom_batch_spread.rs`) and
+//! shows each pass-on is needed (`loom-tests/tests/loom_wake_handed.rs`).
 
 use crate::clock::{Clock, Timestamp};
 use crate::loom::sync::atomic::{fence, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -101,16 +115,12 @@ pub(crate) enum Asleep {
     /// what is its alone (an attempt's wake-up, a keyed job), never for
     /// stealable work, which must go to a worker that can take it.
     Full = 2,
-}
-
-impl Asleep {
-    fn from_u8(v: u8) -> Asleep {
-        match v {
-            1 => Asleep::CanClaim,
-            2 => Asleep::Full,
-            _ => Asleep::No,
-        }
-    }
+    /// Was [`CanClaim`](Asleep::CanClaim), and a producer took it for a
+    /// stealable job (`Idle::notify_slow`, a compare-exchange): this worker
+    /// owns that wake-up now, and no other producer counts it again. If its
+    /// re-check had found other work meanwhile, it passes the wake-up on
+    /// ([`Idle::cancel`] says so).
+    Handed = 3,
 }
 
 /// A worker's sleep state, visible to producers.
@@ -130,10 +140,22 @@ impl Sleeper {
         self.parker.unpark()
     }
 
-    /// What it announced (Relaxed: made visible by the fences, see
-    /// `Idle::notify_jobs`).
-    fn asleep(&self) -> Asleep {
-        Asleep::from_u8(self.state.load(Ordering::Relaxed))
+    /// A producer's claim on this sleeper for a stealable job: moves
+    /// `CanClaim` to `Handed`. An RMW, not a load: it reads the latest state
+    /// (a plain load may read a `CanClaim` the worker has already withdrawn,
+    /// and a wake-up spent on a worker that is busy with other work is a
+    /// wake-up lost for the job; loom found that, `loom_batch_spread.rs`).
+    /// Release on success pairs with the Acquire swap in `Idle::withdraw`:
+    /// the push this wake-up is for is visible to the worker that takes it.
+    fn take_wake(&self) -> bool {
+        self.state
+            .compare_exchange(
+                Asleep::CanClaim as u8,
+                Asleep::Handed as u8,
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_ok()
     }
 
     /// A producer's unpark, stamped with `now` when it gave the token.
@@ -146,6 +168,17 @@ impl Sleeper {
         self.woken_at.store(t, Ordering::Relaxed);
         self.parker.unpark()
     }
+}
+
+/// What [`Idle::cancel`] found: whether a producer handed the cancelling
+/// worker a wake-up for a stealable job during its re-check.
+#[must_use = "a handed wake-up must be passed on (`Idle::pass_on`)"]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Handed {
+    /// Nobody took the announcement.
+    No,
+    /// A producer did: pass it on.
+    Yes,
 }
 
 /// Evidence that a worker has announced it is going to sleep: made only by
@@ -215,31 +248,67 @@ impl Idle {
         Announced { worker }
     }
 
-    /// The re-check found work: undo the announcement.
-    pub(crate) fn cancel(&self, token: Announced) {
-        self.withdraw(token.worker);
+    /// The re-check found work: undo the announcement. Returns
+    /// [`Handed::Yes`] if a producer handed this worker a wake-up for a
+    /// stealable job meanwhile: the worker is busy with the work it found,
+    /// so it must pass the wake-up on ([`Idle::pass_on`] after its claim),
+    /// or the job it was for waits behind that work while another worker
+    /// sleeps.
+    pub(crate) fn cancel(&self, token: Announced) -> Handed {
+        self.withdraw(token.worker)
     }
 
-    fn withdraw(&self, worker: usize) {
-        // Relaxed: a producer that still reads the flag or count as set only
-        // unparks a worker that is awake (it costs a wake-up token).
-        self.sleepers[worker]
+    /// Ends an announcement: returns whether a producer had taken it.
+    fn withdraw(&self, worker: usize) -> Handed {
+        // Acquire pairs with the Release compare-exchange of `take_wake`:
+        // the handed wake-up's push is visible to the pass-on check.
+        let was = self.sleepers[worker]
             .state
-            .store(Asleep::No as u8, Ordering::Relaxed);
+            .swap(Asleep::No as u8, Ordering::Acquire);
+        // Relaxed: ordered by the fences (module docs). A producer that
+        // still reads the count as set finds no `CanClaim` to take.
         self.sleeping.fetch_sub(1, Ordering::Relaxed);
+        if was == Asleep::Handed as u8 {
+            Handed::Yes
+        } else {
+            Handed::No
+        }
+    }
+
+    /// Passes on a handed wake-up ([`Handed::Yes`]) from a worker that
+    /// found other work: the wake check runs for the first shard, from
+    /// `from` on, whose ring or overflow holds jobs. The job the wake-up was
+    /// for is visible here (the Acquire in `withdraw`), so if it is still
+    /// waiting, a sleeper that can take it is woken (or, if one is going
+    /// to sleep, its re-check sees it: the fences).
+    pub(crate) fn pass_on(&self, from: usize, has_work: impl Fn(usize) -> bool) {
+        let n = self.sleepers.len();
+        if let Some(s) = (0..n).map(|i| (from + i) % n).find(|&s| has_work(s)) {
+            self.notify(s, false);
+        }
     }
 
     /// Parks the announced worker, then withdraws the announcement.
-    /// Returns, if a producer unparked it (rather than a timeout or
-    /// shutdown), when it did.
-    pub(crate) fn sleep(&self, token: Announced, timeout: Option<Duration>) -> Option<Timestamp> {
+    /// Returns whether a producer handed it a wake-up for a stealable job
+    /// (the worker passes it on after its next claim if jobs remain: it may
+    /// have been woken for work of its own as well, which it then takes
+    /// first), and, if an unpark woke it, when that unpark was given (for
+    /// the `wake` pause).
+    pub(crate) fn sleep(
+        &self,
+        token: Announced,
+        timeout: Option<Duration>,
+    ) -> (Handed, Option<Timestamp>) {
         let worker = token.worker;
         let s = &self.sleepers[worker];
         let woken = s.parker.park(timeout);
-        self.withdraw(worker);
+        let handed = self.withdraw(worker);
         // Relaxed: the token's Acquire in `park` made the stamp visible.
         let at = s.woken_at.swap(0, Ordering::Relaxed);
-        (woken && at != 0).then(|| Timestamp::from_nanos(at))
+        (
+            handed,
+            (woken && at != 0).then(|| Timestamp::from_nanos(at)),
+        )
     }
 
     /// Called by a producer after it pushed a job to `shard`. `only_owner`
@@ -299,17 +368,21 @@ impl Idle {
             return;
         }
         // Unkeyed jobs wake workers that are asleep with room to claim and
-        // not woken yet: the owner first. A sleeper that already holds a
-        // wake-up token is passed over, so a burst of pushes onto one
-        // sleeping shard wakes as many workers as it has jobs, not the owner
-        // again and again (which would leave the others asleep behind one
-        // slow handler). A sleeper with no free slot is passed over too: it
+        // not handed a wake-up yet: the owner first. Each wake-up is taken
+        // by a compare-exchange (`take_wake`), so a burst of pushes onto
+        // one sleeping shard wakes as many workers as it has jobs, not the
+        // owner again and again (which would leave the others asleep
+        // behind one slow handler), and a worker that has withdrawn is
+        // never counted. A sleeper with no free slot is passed over too: it
         // would take the wake-up, claim nothing and sleep again, while one
         // that could run the job slept on.
         let mut want = jobs.div_ceil(WAKE_PER).max(1);
         for i in 0..n {
             let s = &self.sleepers[(shard + i) % n];
-            if s.asleep() == Asleep::CanClaim && s.unpark_at(&self.clock) {
+            if s.take_wake() {
+                // The token may find it awake in its re-check: then its
+                // `cancel` says `Handed::Yes` and it passes this on.
+                s.unpark_at(&self.clock);
                 want -= 1;
                 if want == 0 {
                     return;

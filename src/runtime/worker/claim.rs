@@ -23,6 +23,8 @@
 use super::Worker;
 use crate::job::envelope::Envelope;
 use crate::runtime::shared::Shared;
+use crate::sync::idle::Idle;
+use crate::sync::ring::Ring;
 use std::collections::VecDeque;
 
 impl<T: Send + 'static> Worker<T> {
@@ -145,20 +147,37 @@ fn take_from<T: Send + 'static>(
     s: usize,
     max: usize,
 ) -> usize {
+    let others = shared.shards.len() > 1;
+    take_half(&shared.shards[s].ring, &shared.idle, s, others, max, |e| {
+        local.push_back(e)
+    })
+}
+
+/// The claim rule on its own (the loom model `loom_batch_spread` runs it
+/// through `quay::__loom::take_half`): pops up to `max` items of shard
+/// `s`'s `ring` into `sink`, at most half of what it holds (rounded up) if
+/// `others` (other workers exist), and runs the wake check for what it
+/// leaves.
+pub(crate) fn take_half<E>(
+    ring: &Ring<E>,
+    idle: &Idle,
+    s: usize,
+    others: bool,
+    max: usize,
+    sink: impl FnMut(E),
+) -> usize {
     if max == 0 {
         return 0;
     }
-    let ring = &shared.shards[s].ring;
-    let others = shared.shards.len() > 1;
     let max = if others {
         max.min(ring.len().div_ceil(2).max(1))
     } else {
         max
     };
-    let got = ring.pop_batch(max, |e| local.push_back(e));
+    let got = ring.pop_batch(max, sink);
     if got > 0 && others && !ring.is_empty() {
         // What this claim leaves, a sleeper that can take it is woken for.
-        shared.idle.notify(s, false);
+        idle.notify(s, false);
     }
     got
 }

@@ -28,6 +28,9 @@ mod commit;
 mod measure;
 mod sleep;
 
+#[cfg(quay_loom)]
+pub(crate) use claim::take_half;
+
 use crate::clock::Timestamp;
 use crate::error::JobError;
 use crate::job::envelope::Envelope;
@@ -77,6 +80,10 @@ pub(crate) struct Worker<T: Send + 'static> {
     /// Jobs claimed from a ring, inbox or overflow since waiting submits
     /// were last told of the room (`Worker::room_freed`).
     freed: usize,
+    /// A producer handed this worker a wake-up for a stealable job in its
+    /// last sleep: after the next claim, the wake-up is passed on if jobs
+    /// remain in the rings (`Worker::pass_on`).
+    handed: bool,
 }
 
 /// Claims a worker makes one job at a time after an attempt that ran at
@@ -170,6 +177,7 @@ impl<T: Send + 'static> Worker<T> {
             oldest: None,
             last_end: Timestamp::default(),
             idle_told: false,
+            handed: false,
             single_claims: 0,
             freed: 0,
         }
@@ -199,8 +207,15 @@ impl<T: Send + 'static> Worker<T> {
             // The intake needs no slot: timers fire even when none is free.
             self.intake();
             let room = runner.room();
-            let claimed = room > 0 && self.claim(room);
+            // Jobs the sleep's re-check claimed run first, with no claim on
+            // top: a second claim would take the other half of the ring the
+            // first one left for a sleeper (`claim.rs`).
+            let claimed = room > 0 && (!self.local.is_empty() || self.claim(room));
             self.room_freed();
+            if self.handed {
+                self.handed = false;
+                self.pass_on();
+            }
             if claimed {
                 if self.idle_told {
                     self.idle_told = false;

@@ -6,6 +6,7 @@ use super::{Runner, Worker, PUBLISH_IDLE};
 use crate::clock::Timestamp;
 use crate::loom::sync::atomic::Ordering;
 use crate::observe::pauses::Pause;
+use crate::sync::idle::Handed;
 use std::time::Duration;
 
 impl<T: Send + 'static> Worker<T> {
@@ -15,7 +16,10 @@ impl<T: Send + 'static> Worker<T> {
     /// position a producer has claimed but not yet published, and the
     /// worker would spin instead of parking; that producer's `notify` comes
     /// after its publish and wakes us.) A worker with no free slot says so
-    /// in its announcement, and is then woken only for what is its alone.
+    /// in its announcement, and is then woken only for what is its alone. A
+    /// wake-up a producer handed it for a stealable job is passed on if the
+    /// worker does not take that job: at once if the re-check found other
+    /// work, else after the loop's next claim (`handed`).
     pub(super) fn sleep<R: Runner<T>>(&mut self, runner: &R) {
         let room = runner.room();
         let token = self.shared.idle.announce(self.index, room > 0);
@@ -28,7 +32,11 @@ impl<T: Send + 'static> Worker<T> {
             claimed
         };
         if work {
-            self.shared.idle.cancel(token);
+            if self.shared.idle.cancel(token) == Handed::Yes {
+                // A producer's wake-up reached this worker while its
+                // re-check found other work: pass it on (`idle.rs`).
+                self.pass_on();
+            }
             return;
         }
         self.stats().parks.add(1);
@@ -42,9 +50,24 @@ impl<T: Send + 'static> Worker<T> {
             // for good: at rest, readers see everything.
             timeout = Some(timeout.map_or(PUBLISH_IDLE, |t| t.min(PUBLISH_IDLE)));
         }
-        if let Some(at) = self.shared.idle.sleep(token, timeout) {
+        let (handed, at) = self.shared.idle.sleep(token, timeout);
+        // The loop claims next, and passes the wake-up on after that claim
+        // if jobs remain: the wake that brought this worker may also have
+        // been for work of its own (a keyed job), which it takes first.
+        self.handed = handed == Handed::Yes;
+        if let Some(at) = at {
             self.paused(Pause::Wake, at);
         }
+    }
+
+    /// Passes on a wake-up a producer handed this worker for a stealable
+    /// job that it is not taking: the wake check for the first shard whose
+    /// ring or overflow still holds jobs (`Idle::pass_on`).
+    pub(super) fn pass_on(&self) {
+        let shards = &self.shared.shards;
+        self.shared.idle.pass_on(self.index, |s| {
+            !shards[s].ring.is_empty() || !shards[s].overflow.is_empty()
+        });
     }
 
     /// How long a sleep may last before the earliest timer is due.
