@@ -258,17 +258,17 @@ pub mod __loom {
     /// A worker's claim from shard `shard`'s ring (`take_from` in
     /// `src/runtime/worker/claim.rs`), for the model of a batch's spread
     /// (`loom-tests/tests/loom_batch_spread.rs`): pops up to `max` items
-    /// into `sink`, at most half of the ring if `others`, and runs `idle`'s
+    /// into `sink`, at most the ring's jobs over `workers`, and runs `idle`'s
     /// wake check for what it leaves. Returns how many it took.
-    pub fn take_half<T>(
+    pub fn take_share<T>(
         ring: &Ring<T>,
         idle: &Idle,
         shard: usize,
-        others: bool,
+        workers: usize,
         max: usize,
         sink: impl FnMut(T),
     ) -> usize {
-        crate::runtime::worker::take_half(ring, &idle.0, shard, others, max, sink)
+        crate::runtime::worker::take_share(ring, &idle.0, shard, workers, max, sink)
     }
 
     /// Sets the calling loom thread's home index (its home shard is this

@@ -5,77 +5,15 @@
 
 mod common;
 
-use common::{held_engine, wait_for, Latch};
+use common::{held_engine, key_owned_by, wait_for, wait_parked, within, Latch, WATCHDOG};
 use quay::{BatchOutcome, Engine, IdleStrategy, Job, JobError, SubmitError, Submitted};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
-
-/// How long a watchdog waits before it calls a wait a hang.
-const WATCHDOG: Duration = Duration::from_secs(20);
-
-/// Runs `f` on a thread of its own and waits for its answer, failing the
-/// test as a hang after [`WATCHDOG`].
-fn within<R: Send + 'static>(what: &str, f: impl FnOnce() -> R + Send + 'static) -> R {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(WATCHDOG) {
-        Ok(r) => r,
-        Err(_) => panic!("FAIL {what}: still waiting after {WATCHDOG:?} (a hang)"),
-    }
-}
-
-/// Waits until the engine's park count has stopped moving (every worker
-/// has parked for good): no timing is asserted, it only makes the
-/// condition "the workers sleep" hold before the step that needs it.
-fn wait_parked<T: Send + 'static>(engine: &Engine<T>, at_least: u64) {
-    let mut last = engine.metrics().counters.parks;
-    let mut still = 0;
-    for _ in 0..20_000 {
-        std::thread::sleep(Duration::from_millis(1));
-        let now = engine.metrics().counters.parks;
-        if now >= at_least && now == last {
-            still += 1;
-            if still >= 20 {
-                return;
-            }
-        } else {
-            still = 0;
-        }
-        last = now;
-    }
-    panic!("the workers never settled into sleep");
-}
-
-/// A key whose owner, in an engine of `workers` workers, is `worker`:
-/// found by running keyed jobs (a keyed job runs on its owner).
-fn key_owned_by(workers: usize, worker: usize) -> u64 {
-    let (tx, rx) = mpsc::channel();
-    let tx = Mutex::new(tx);
-    let probe = Engine::<u64>::builder()
-        .workers(workers)
-        .pin_workers(false)
-        .build(move |ctx, &k| {
-            let _ = tx.lock().unwrap().send((k, ctx.worker()));
-            Ok(())
-        })
-        .unwrap();
-    for k in 0..64u64 {
-        probe.submit(Job::new(k, k).keyed(k)).unwrap();
-    }
-    let found = (0..64)
-        .filter_map(|_| rx.recv_timeout(WATCHDOG).ok())
-        .find(|&(_, w)| w == worker)
-        .map(|(k, _)| k);
-    probe.shutdown();
-    found.expect("no key among 64 is owned by the worker")
-}
 
 /// The shard this thread's unkeyed jobs go to in an engine of `workers`
 /// workers: every worker is held on a keyed job, one unkeyed job is
@@ -474,52 +412,7 @@ fn a_handler_state_that_panics_on_drop_loses_no_job() {
     assert!(c.is_conserved(), "{c:?}");
 }
 
-/// 6. A batch pushed onto a sleeping engine spreads over its workers: the
-///    worker woken for it does not claim it all, and what it leaves wakes
-///    the other. Each job waits (bounded) until another job is running at
-///    the same time: on one worker alone, the first would wait forever.
-#[test]
-fn a_batch_onto_a_sleeping_engine_runs_on_both_workers() {
-    let running = Arc::new(AtomicUsize::new(0));
-    let overlapped = Arc::new(AtomicBool::new(false));
-    let gave_up = Arc::new(AtomicBool::new(false));
-    let (r, o, g) = (running.clone(), overlapped.clone(), gave_up.clone());
-    let workers = Arc::new(Mutex::new(std::collections::HashSet::new()));
-    let w = workers.clone();
-    let engine = Engine::<u64>::builder()
-        .workers(2)
-        .pin_workers(false)
-        .idle(IdleStrategy::Park)
-        .build(move |ctx, _| {
-            w.lock().unwrap().insert(ctx.worker());
-            r.fetch_add(1, Ordering::SeqCst);
-            // Bounded: after 10 s alone, the test has failed; the rest of
-            // the jobs then end at once.
-            for _ in 0..10_000 {
-                if r.load(Ordering::SeqCst) >= 2 {
-                    o.store(true, Ordering::SeqCst);
-                }
-                if o.load(Ordering::SeqCst) || g.load(Ordering::SeqCst) {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            g.store(true, Ordering::SeqCst);
-            r.fetch_sub(1, Ordering::SeqCst);
-            Ok(())
-        })
-        .unwrap();
-    wait_parked(&engine, 2);
-    let report = engine.submit_batch((0..8u64).map(|n| Job::new(n, n)));
-    assert_eq!(report.accepted, 8);
-    let c = within("the batch's jobs run", move || engine.shutdown().counts);
-    assert_eq!(c.completed, 8, "{c:?}");
-    assert!(
-        overlapped.load(Ordering::SeqCst),
-        "FAIL: one worker ran the batch alone while the other slept"
-    );
-    assert_eq!(workers.lock().unwrap().len(), 2, "both workers ran jobs");
-}
+// 6. A batch onto a sleeping engine: `tests/wake_spread.rs`.
 
 /// 7. Dropping an engine runs the retries that fall due well inside its
 ///    grace; a job due after the grace is given up (its payload dropped

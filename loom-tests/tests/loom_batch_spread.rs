@@ -6,15 +6,15 @@
 //! finish if two workers run them at once. A claim that takes the whole
 //! ring leaves the second job waiting for ever behind its own worker while
 //! the other worker sleeps: loom reports the deadlock. With the fix a claim
-//! takes at most half a ring when other workers exist, and what it leaves
-//! runs the wake check.
+//! takes at most its share of a ring (the jobs over the workers, here
+//! half), and what it leaves runs the wake check.
 //!
 //! - `the_claim_rule_spreads_a_batch`: the real `Idle`, `Ring` and claim
-//!   rule (`take_half`, what `take_from` runs) in the worker's loop of
+//!   rule (`take_share`, what `take_from` runs) in the worker's loop of
 //!   claim, announce, re-check (a claim), cancel or park, with the pass-on
 //!   of a handed wake-up. Passes; run by CI.
 //! - `a_whole_ring_claim_leaves_a_job_behind`: the same with the claim rule
-//!   before the fix (the whole ring, `others == false`). Must deadlock; loom
+//!   before the fix (the whole ring: the share of one worker). Must deadlock; loom
 //!   then aborts while unwinding the model's threads, so it runs in a child
 //!   process (`whole_ring_child`) and the test checks that the child
 //!   reported the deadlock.
@@ -23,7 +23,7 @@
 //!   20 minutes on the 2-core machine, too long for CI. Run it by hand
 //!   with `-- --ignored a_batch_runs_on_both_workers`.
 //!
-//! After the half-ring fix the whole-engine model found two more
+//! After the share fix the whole-engine model found two more
 //! interleavings that deadlocked, both fixed in the protocol:
 //!
 //! - *A wake-up spent on a worker that had withdrawn.* The producer read a
@@ -45,7 +45,7 @@
 use loom::sync::{Arc, Condvar, Mutex};
 use loom::thread;
 use loom_tests::{check, parking_engine};
-use quay::__loom::{take_half, Idle, Ring};
+use quay::__loom::{take_share, Idle, Ring};
 use quay::Job;
 use std::collections::VecDeque;
 
@@ -68,9 +68,9 @@ impl Meet {
 }
 
 /// The claim rule in the worker's loop (`Worker::run`, `Worker::sleep`):
-/// `others` says whether a claim leaves half the ring (the fix) or may
-/// take it all (before).
-fn rule_model(name: &str, others: bool) {
+/// `share` is the worker count the claim divides the ring by: 2 (the fix)
+/// or 1 (a claim may take it all, as before).
+fn rule_model(name: &str, share: usize) {
     check(name, move || {
         let idle = Arc::new(Idle::new(2));
         let ring = Arc::new(Ring::<u64>::new(2));
@@ -80,23 +80,29 @@ fn rule_model(name: &str, others: bool) {
                 let (idle, ring, meet) = (idle.clone(), ring.clone(), meet.clone());
                 thread::spawn(move || {
                     // Shard 0 is worker 0's own ring and worker 1's victim:
-                    // either way the claim is `take_half` on it.
+                    // either way the claim is `take_share` on it.
                     let claim = |local: &mut Vec<u64>| {
-                        take_half(&ring, &idle, 0, others, 2, |j| local.push(j)) > 0
+                        take_share(&ring, &idle, 0, share, 2, |j| local.push(j)) > 0
                     };
+                    let has_work = |s: usize| s == 0 && !ring.is_empty();
                     let mut local = Vec::new();
+                    let mut handed = false;
                     loop {
-                        if claim(&mut local) {
+                        let found = claim(&mut local);
+                        if std::mem::take(&mut handed) && found {
+                            idle.pass_on(w, has_work);
+                        }
+                        if found {
                             break;
                         }
                         let a = idle.announce(w);
                         if claim(&mut local) {
                             if idle.cancel(a) {
-                                idle.pass_on(w, |s| s == 0 && !ring.is_empty());
+                                idle.pass_on(w, has_work);
                             }
                             break;
                         }
-                        idle.sleep(a);
+                        handed = idle.sleep(a);
                     }
                     // The claimed jobs run before any further claim.
                     for _ in local {
@@ -116,7 +122,7 @@ fn rule_model(name: &str, others: bool) {
 
 #[test]
 fn the_claim_rule_spreads_a_batch() {
-    rule_model("loom_batch_spread::the_claim_rule_spreads_a_batch", true);
+    rule_model("loom_batch_spread::the_claim_rule_spreads_a_batch", 2);
 }
 
 /// The claim rule before the fix, on its own: deadlocks (loom aborts), so
@@ -124,7 +130,7 @@ fn the_claim_rule_spreads_a_batch() {
 #[test]
 #[ignore = "run in a child process by a_whole_ring_claim_leaves_a_job_behind"]
 fn whole_ring_child() {
-    rule_model("loom_batch_spread::whole_ring_child", false);
+    rule_model("loom_batch_spread::whole_ring_child", 1);
 }
 
 #[test]

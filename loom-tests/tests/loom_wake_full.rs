@@ -56,18 +56,26 @@ fn model(name: &str, full_announced: bool) {
 
         // Worker 1, with room: the worker's loop (`Worker::run`, `sleep`).
         let (i, r) = (idle.clone(), ring.clone());
-        let free = thread::spawn(move || loop {
-            if r.pop().is_some() {
-                break;
-            }
-            let a = i.announce(1);
-            if r.pop().is_some() {
-                if i.cancel(a) {
-                    i.pass_on(1, |s| s == 0 && !r.is_empty());
+        let free = thread::spawn(move || {
+            let has_work = |s: usize| s == 0 && !r.is_empty();
+            let mut handed = false;
+            loop {
+                let found = r.pop().is_some();
+                if std::mem::take(&mut handed) && found {
+                    i.pass_on(1, has_work);
                 }
-                break;
+                if found {
+                    break;
+                }
+                let a = i.announce(1);
+                if r.pop().is_some() {
+                    if i.cancel(a) {
+                        i.pass_on(1, has_work);
+                    }
+                    break;
+                }
+                handed = i.sleep(a);
             }
-            i.sleep(a);
         });
 
         assert!(ring.push(7).is_ok(), "an empty ring refused a push");

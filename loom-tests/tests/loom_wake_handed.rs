@@ -72,8 +72,8 @@ fn model(name: &str, pass_on: bool) {
                 // The loop's claim.
                 let found = take_a();
                 // A wake-up handed in the last sleep is passed on after
-                // the claim (`Worker::run`).
-                if std::mem::take(&mut handed) && pass_on {
+                // a claim that took work (`Worker::run`).
+                if std::mem::take(&mut handed) && found && pass_on {
                     i.pass_on(0, has_work);
                 }
                 if found {
@@ -98,7 +98,7 @@ fn model(name: &str, pass_on: bool) {
             let mut handed = false;
             loop {
                 let found = r.pop().is_some();
-                if std::mem::take(&mut handed) {
+                if std::mem::take(&mut handed) && found {
                     i.pass_on(1, has_work);
                 }
                 if found {

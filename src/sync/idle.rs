@@ -193,7 +193,7 @@ pub(crate) struct Announced {
 }
 
 /// Jobs in one push per extra worker woken (`Idle::notify_many`): a woken
-/// thief takes up to half of a ring's jobs (see `Worker::steal`), so one
+/// thief takes a share of a ring's jobs (see `Worker::steal`), so one
 /// sleeper per this many keeps a batch spread without waking workers that
 /// find nothing.
 pub(crate) const WAKE_PER: usize = 8;

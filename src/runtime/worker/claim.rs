@@ -13,12 +13,15 @@
 //!
 //! # The wake follows the work
 //!
-//! A claim from a ring never empties a ring that holds more than one job
-//! while other workers exist: it takes at most half (as a steal does), and
+//! A claim from a ring takes at most its share of what the ring holds: the
+//! jobs over the workers, rounded up (a steal takes the same share), and
 //! if it leaves jobs behind it runs the wake check for them
 //! ([`Idle::notify`](crate::sync::idle::Idle::notify)), so a sleeper that
 //! can take them is woken. A producer's wake-up went to one worker for a
-//! whole batch; what that worker does not take wakes the next.
+//! whole batch; what that worker does not take wakes the next, so a batch
+//! onto sleeping workers ends up spread over all of them. (A share of half
+//! the ring spread a batch over two workers only: with four, the first
+//! two claims took three quarters of it.)
 
 use super::Worker;
 use crate::job::envelope::Envelope;
@@ -109,9 +112,10 @@ impl<T: Send + 'static> Worker<T> {
         }
     }
 
-    /// Steals from the first other shard that has any: up to half of its
-    /// ring's jobs (at least one, at most `limit`), so the owner and any
-    /// other thief keep work too, or else the unkeyed jobs in its overflow.
+    /// Steals from the first other shard that has any: a share of its
+    /// ring's jobs (over the workers, at least one, at most `limit`), so
+    /// the owner and any other thief keep work too, or else the unkeyed
+    /// jobs in its overflow.
     fn steal(&mut self, limit: usize) -> bool {
         let n = self.shared.shards.len();
         for i in 1..n {
@@ -137,40 +141,39 @@ impl<T: Send + 'static> Worker<T> {
     }
 }
 
-/// Pops up to `max` jobs from shard `s`'s ring into `local`: at most half
-/// of what it holds (rounded up) when other workers exist, as a thief
-/// takes. Jobs left behind get the wake check (module docs). Returns how
-/// many it took.
+/// Pops up to `max` jobs from shard `s`'s ring into `local`: at most its
+/// share of what the ring holds (module docs). Jobs left behind get the
+/// wake check. Returns how many it took.
 fn take_from<T: Send + 'static>(
     shared: &Shared<T>,
     local: &mut VecDeque<Envelope<T>>,
     s: usize,
     max: usize,
 ) -> usize {
-    let others = shared.shards.len() > 1;
-    take_half(&shared.shards[s].ring, &shared.idle, s, others, max, |e| {
+    let workers = shared.shards.len();
+    take_share(&shared.shards[s].ring, &shared.idle, s, workers, max, |e| {
         local.push_back(e)
     })
 }
 
 /// The claim rule on its own (the loom model `loom_batch_spread` runs it
-/// through `quay::__loom::take_half`): pops up to `max` items of shard
-/// `s`'s `ring` into `sink`, at most half of what it holds (rounded up) if
-/// `others` (other workers exist), and runs the wake check for what it
-/// leaves.
-pub(crate) fn take_half<E>(
+/// through `quay::__loom::take_share`): pops up to `max` items of shard
+/// `s`'s `ring` into `sink`, at most what it holds over `workers` (rounded
+/// up, at least one), and runs the wake check for what it leaves.
+pub(crate) fn take_share<E>(
     ring: &Ring<E>,
     idle: &Idle,
     s: usize,
-    others: bool,
+    workers: usize,
     max: usize,
     sink: impl FnMut(E),
 ) -> usize {
     if max == 0 {
         return 0;
     }
+    let others = workers > 1;
     let max = if others {
-        max.min(ring.len().div_ceil(2).max(1))
+        max.min(ring.len().div_ceil(workers).max(1))
     } else {
         max
     };

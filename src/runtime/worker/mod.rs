@@ -29,7 +29,7 @@ mod measure;
 mod sleep;
 
 #[cfg(quay_loom)]
-pub(crate) use claim::take_half;
+pub(crate) use claim::take_share;
 
 use crate::clock::Timestamp;
 use crate::error::JobError;
@@ -208,12 +208,16 @@ impl<T: Send + 'static> Worker<T> {
             self.intake();
             let room = runner.room();
             // Jobs the sleep's re-check claimed run first, with no claim on
-            // top: a second claim would take the other half of the ring the
+            // top: a second claim would take the share of the ring the
             // first one left for a sleeper (`claim.rs`).
             let claimed = room > 0 && (!self.local.is_empty() || self.claim(room));
             self.room_freed();
-            if self.handed {
-                self.handed = false;
+            // A handed wake-up is passed on only by a worker that took
+            // work: one that found nothing was not needed, and its next
+            // re-check sees anything it could take (a pass-on from it
+            // would wake the next sleeper for jobs none of them may take,
+            // an owner's keyed overflow, and so on round the workers).
+            if std::mem::take(&mut self.handed) && claimed {
                 self.pass_on();
             }
             if claimed {
