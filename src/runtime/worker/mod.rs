@@ -84,6 +84,10 @@ pub(crate) struct Worker<T: Send + 'static> {
     /// last sleep: after the next claim, the wake-up is passed on if jobs
     /// remain in the rings (`Worker::pass_on`).
     handed: bool,
+    /// The last claim found nothing (or none was made yet): the next takes
+    /// only its share of its own ring (`claim.rs`, "The wake follows the
+    /// work").
+    from_idle: bool,
 }
 
 /// Claims a worker makes one job at a time after an attempt that ran at
@@ -178,6 +182,7 @@ impl<T: Send + 'static> Worker<T> {
             last_end: Timestamp::default(),
             idle_told: false,
             handed: false,
+            from_idle: true,
             single_claims: 0,
             freed: 0,
         }
