@@ -101,6 +101,65 @@ mod imp {
         }
     }
 
+    /// Asserts that the `#[ignore]`d model `name` deadlocks, run in a child
+    /// process ([`run_child`]): the evidence that a model tells a rule
+    /// from the one before its fix.
+    pub fn assert_child_deadlocks(name: &str) {
+        let out = run_child(name);
+        assert!(
+            !out.status.success() && out.stderr.contains("deadlock"),
+            "the model {name} did not deadlock: status {:?}, stderr:\n{}",
+            out.status,
+            out.stderr
+        );
+    }
+
+    /// Two jobs' handlers that can only finish together: each [`Meet::run`]
+    /// waits until both are running.
+    #[derive(Default)]
+    pub struct Meet {
+        running: loom::sync::Mutex<usize>,
+        cv: loom::sync::Condvar,
+    }
+
+    impl Meet {
+        /// A job's handler: waits until both jobs are running.
+        pub fn run(&self) {
+            let mut r = self.running.lock().unwrap();
+            *r += 1;
+            self.cv.notify_all();
+            while *r < 2 {
+                r = self.cv.wait(r).unwrap();
+            }
+        }
+    }
+
+    /// Worker `w`'s loop (`Worker::run`, `Worker::sleep`) on shard 0's
+    /// `ring` with the real `idle`, until it has popped one job: pop, and
+    /// finding nothing announce, re-check (a pop), then cancel or park; a
+    /// wake-up handed to it is passed on after a claim that took work.
+    pub fn pop_or_sleep(idle: &quay::__loom::Idle, ring: &quay::__loom::Ring<u64>, w: usize) {
+        let has_work = |s: usize| s == 0 && !ring.is_empty();
+        let mut handed = false;
+        loop {
+            let found = ring.pop().is_some();
+            if std::mem::take(&mut handed) && found {
+                idle.pass_on(w, has_work);
+            }
+            if found {
+                return;
+            }
+            let a = idle.announce(w);
+            if ring.pop().is_some() {
+                if idle.cancel(a) {
+                    idle.pass_on(w, has_work);
+                }
+                return;
+            }
+            handed = idle.sleep(a);
+        }
+    }
+
     /// A submit of job `payload` racing a close: `true` if it was accepted,
     /// `false` if it was refused with `ShuttingDown` and handed back. Any
     /// other answer fails the model.

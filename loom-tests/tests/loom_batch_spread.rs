@@ -42,30 +42,12 @@
 //! on the code before the fix is recorded in `docs/verification.md`.
 #![cfg(quay_loom)]
 
-use loom::sync::{Arc, Condvar, Mutex};
+use loom::sync::Arc;
 use loom::thread;
-use loom_tests::{check, parking_engine};
+use loom_tests::{assert_child_deadlocks, check, parking_engine, Meet};
 use quay::__loom::{take_share, Idle, Ring};
 use quay::Job;
 use std::collections::VecDeque;
-
-#[derive(Default)]
-struct Meet {
-    running: Mutex<usize>,
-    cv: Condvar,
-}
-
-impl Meet {
-    /// A job's handler: waits until both jobs are running.
-    fn run(&self) {
-        let mut r = self.running.lock().unwrap();
-        *r += 1;
-        self.cv.notify_all();
-        while *r < 2 {
-            r = self.cv.wait(r).unwrap();
-        }
-    }
-}
 
 /// The claim rule in the worker's loop (`Worker::run`, `Worker::sleep`):
 /// `share` is the worker count the claim divides the ring by: 2 (the fix)
@@ -135,13 +117,7 @@ fn whole_ring_child() {
 
 #[test]
 fn a_whole_ring_claim_leaves_a_job_behind() {
-    let out = loom_tests::run_child("whole_ring_child");
-    assert!(
-        !out.status.success() && out.stderr.contains("deadlock"),
-        "the whole-ring claim's model did not deadlock: status {:?}, stderr:\n{}",
-        out.status,
-        out.stderr
-    );
+    assert_child_deadlocks("whole_ring_child");
 }
 
 #[test]

@@ -25,28 +25,10 @@
 #![cfg(quay_loom)]
 
 use loom::sync::atomic::{AtomicBool, Ordering};
-use loom::sync::{Arc, Condvar, Mutex};
+use loom::sync::Arc;
 use loom::thread;
-use loom_tests::check;
+use loom_tests::{assert_child_deadlocks, check, pop_or_sleep, Meet};
 use quay::__loom::{Idle, Ring};
-
-#[derive(Default)]
-struct Meet {
-    running: Mutex<usize>,
-    cv: Condvar,
-}
-
-impl Meet {
-    /// A job's handler: waits until both jobs are running.
-    fn run(&self) {
-        let mut r = self.running.lock().unwrap();
-        *r += 1;
-        self.cv.notify_all();
-        while *r < 2 {
-            r = self.cv.wait(r).unwrap();
-        }
-    }
-}
 
 fn model(name: &str, pass_on: bool) {
     check(name, move || {
@@ -94,25 +76,7 @@ fn model(name: &str, pass_on: bool) {
         // Worker 1, with room: pops shard 0's ring.
         let (i, r, m) = (idle.clone(), ring.clone(), meet.clone());
         let thief = thread::spawn(move || {
-            let has_work = |s: usize| s == 0 && !r.is_empty();
-            let mut handed = false;
-            loop {
-                let found = r.pop().is_some();
-                if std::mem::take(&mut handed) && found {
-                    i.pass_on(1, has_work);
-                }
-                if found {
-                    break;
-                }
-                let t = i.announce(1);
-                if r.pop().is_some() {
-                    if i.cancel(t) {
-                        i.pass_on(1, has_work);
-                    }
-                    break;
-                }
-                handed = i.sleep(t);
-            }
+            pop_or_sleep(&i, &r, 1);
             m.run();
         });
 
@@ -141,11 +105,5 @@ fn kept_child() {
 
 #[test]
 fn a_kept_wake_up_loses_the_job() {
-    let out = loom_tests::run_child("kept_child");
-    assert!(
-        !out.status.success() && out.stderr.contains("deadlock"),
-        "the kept wake-up's model did not deadlock: status {:?}, stderr:\n{}",
-        out.status,
-        out.stderr
-    );
+    assert_child_deadlocks("kept_child");
 }
