@@ -40,8 +40,8 @@
 //! counted on a worker that is busy with other work while another
 //! sleeps. The worker's withdraw is a swap that reads what it ends. A
 //! worker that was handed a wake-up ([`Idle::cancel`] or [`Idle::sleep`]
-//! says [`Handed::Yes`]) passes it on ([`Idle::pass_on`]) after its
-//! claim, if jobs remain: it may be busy with other work (what its
+//! says [`Handed::Yes`]) passes it on ([`Idle::pass_on`]) after a claim
+//! that took work, if jobs remain: it may be busy with other work (what its
 //! re-check found, or a keyed job the same unpark was for). Loom found
 //! the plain load's loss (`loom-tests/tests/loom_batch_spread.rs`) and
 //! shows each pass-on is needed (`loom-tests/tests/loom_wake_handed.rs`).

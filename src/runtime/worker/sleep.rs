@@ -51,8 +51,8 @@ impl<T: Send + 'static> Worker<T> {
             timeout = Some(timeout.map_or(PUBLISH_IDLE, |t| t.min(PUBLISH_IDLE)));
         }
         let (handed, at) = self.shared.idle.sleep(token, timeout);
-        // The loop claims next, and passes the wake-up on after that claim
-        // if jobs remain: the wake that brought this worker may also have
+        // The loop claims next, and passes the wake-up on if that claim
+        // took work and jobs remain: the wake that brought this worker may also have
         // been for work of its own (a keyed job), which it takes first.
         self.handed = handed == Handed::Yes;
         if let Some(at) = at {
